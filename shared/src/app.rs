@@ -1,0 +1,119 @@
+//! Composition helpers: the embedded stack (in-memory adapters, in-process workers).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::adapters::{MemoryQueue, MemoryStore};
+use crate::domain::TaskType;
+use crate::engine::{Deps, Engine, Poller, Worker};
+use crate::graphql::{AppSchema, schema};
+use crate::ports::{Clock, QueueConsumer, SystemClock};
+use crate::service::Service;
+
+/// Everything one process needs to serve the API and run the workers.
+pub struct Stack {
+    pub deps: Deps,
+    pub consumer: Arc<dyn QueueConsumer>,
+    pub schema: AppSchema,
+    pub engine: Arc<Engine>,
+}
+
+/// The embedded store and queue, kept typed so callers can use their extras.
+pub struct Embedded {
+    pub store: Arc<MemoryStore>,
+    pub queue: Arc<MemoryQueue>,
+    pub stack: Stack,
+}
+
+impl Stack {
+    pub fn new(deps: Deps, consumer: Arc<dyn QueueConsumer>) -> Self {
+        let engine = Arc::new(Engine::new(deps.clone()));
+        let schema = schema(Arc::new(Service::new(deps.clone())));
+        Stack {
+            deps,
+            consumer,
+            schema,
+            engine,
+        }
+    }
+
+    /// The in-memory stack: the embedded default and the fast test bed.
+    pub fn embedded(clock: Arc<dyn Clock>, visibility_timeout: Duration) -> Embedded {
+        let store = Arc::new(MemoryStore::new());
+        let queue = Arc::new(MemoryQueue::new(visibility_timeout));
+        let deps = Deps {
+            content: store.clone(),
+            tasks: store.clone(),
+            queue: queue.clone(),
+            clock,
+        };
+        let stack = Stack::new(deps, queue.clone());
+        Embedded {
+            store,
+            queue,
+            stack,
+        }
+    }
+
+    pub fn embedded_default() -> Embedded {
+        Self::embedded(Arc::new(SystemClock), Duration::from_secs(30))
+    }
+
+    pub fn poller(&self, task_type: TaskType, concurrency: usize, retry_delay: Duration) -> Poller {
+        Poller {
+            consumer: self.consumer.clone(),
+            worker: Arc::new(Worker::new(
+                self.engine.clone(),
+                Some(task_type),
+                concurrency,
+            )),
+            task_type,
+            batch_size: 10,
+            retry_delay,
+        }
+    }
+
+    /// Starts `pollers_per_type` poll loops for every task type; they stop when `shutdown` is true.
+    pub fn spawn_workers(
+        &self,
+        pollers_per_type: usize,
+        record_concurrency: usize,
+        retry_delay: Duration,
+        shutdown: &watch::Receiver<bool>,
+    ) -> JoinSet<()> {
+        let mut set = JoinSet::new();
+        for task_type in TaskType::ALL {
+            for _ in 0..pollers_per_type.max(1) {
+                let poller = self.poller(*task_type, record_concurrency, retry_delay);
+                set.spawn(poller.run(shutdown.clone()));
+            }
+        }
+        set
+    }
+}
+
+impl Embedded {
+    /// Does what DynamoDB's TTL process does for the tables: removes expired tasks, once a minute,
+    /// so a long-running local process does not grow without bound. Reads never depend on it.
+    pub fn spawn_ttl_sweeper(
+        &self,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let store = self.store.clone();
+        let clock = self.stack.deps.clock.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        store.purge_expired_tasks(clock.now());
+                    }
+                    _ = shutdown.changed() => return,
+                }
+            }
+        })
+    }
+}

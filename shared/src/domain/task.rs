@@ -1,0 +1,211 @@
+//! Background tasks: the record clients follow, its lifecycle rules, and the queue message body.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::Timestamp;
+
+/// Completed tasks stay visible this long (DynamoDB TTL on `expires_at`).
+pub const RETENTION_SECS: i64 = 24 * 60 * 60;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskId(pub Uuid);
+
+impl TaskId {
+    pub fn random() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    /// Only UUIDs are task ids; anything else is "not found", never an error of ours.
+    pub fn parse(text: &str) -> Option<Self> {
+        Uuid::try_parse(text.trim()).ok().map(Self)
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownName;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(UnknownName(other.to_owned())),
+                }
+            }
+        }
+    };
+}
+pub(crate) use string_enum;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown name `{0}`")]
+pub struct UnknownName(pub String);
+
+string_enum!(
+    /// The eight task types of DESIGN.md §3; each has its own queue and worker.
+    TaskType {
+        PostCreate => "post_create",
+        PostUpdate => "post_update",
+        PostDelete => "post_delete",
+        BatchDelete => "batch_delete",
+        AvailabilityUpdate => "availability_update",
+        AvailabilityDelete => "availability_delete",
+        PostUpdateAvailability => "post_update_availability",
+        PostDeleteAvailability => "post_delete_availability",
+    }
+);
+
+string_enum!(
+    TaskStatus {
+        Queued => "QUEUED",
+        InProgress => "IN_PROGRESS",
+        Complete => "COMPLETE",
+        Failed => "FAILED",
+    }
+);
+
+impl TaskStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, TaskStatus::Complete | TaskStatus::Failed)
+    }
+
+    /// Forward only: QUEUED → IN_PROGRESS → COMPLETE | FAILED (QUEUED may fail directly).
+    pub fn can_move_to(self, next: TaskStatus) -> bool {
+        use TaskStatus::*;
+        matches!(
+            (self, next),
+            (Queued, InProgress) | (InProgress, Complete | Failed) | (Queued, Failed)
+        )
+    }
+}
+
+/// Most messages are fixed texts; borrowing them keeps 100k tasks small in memory.
+pub type Message = Cow<'static, str>;
+
+/// A relationship a `post_update` must take off the other side (the object's own side is gone already).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unlinked {
+    pub relationship: String,
+    pub uid: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    pub task_id: TaskId,
+    pub task_type: TaskType,
+    pub object_uid: String,
+    pub status: TaskStatus,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub messages: Vec<Message>,
+    /// How many messages were ever appended: the position the next one takes. Appends are
+    /// conditional on it, so a retried step never writes a message twice.
+    pub message_count: u32,
+    /// DynamoDB TTL: completion + 24 h. `None` while the task is live.
+    pub expires_at: Option<Timestamp>,
+    /// Relationships removed by the mutation, for `post_update` to mirror.
+    pub unlinked: Vec<Unlinked>,
+}
+
+impl Task {
+    pub fn new_queued(task_type: TaskType, object_uid: impl Into<String>, now: Timestamp) -> Self {
+        Task {
+            task_id: TaskId::random(),
+            task_type,
+            object_uid: object_uid.into(),
+            status: TaskStatus::Queued,
+            created_at: now,
+            updated_at: now,
+            messages: Vec::new(),
+            message_count: 0,
+            expires_at: None,
+            unlinked: Vec::new(),
+        }
+    }
+
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    pub fn queue_message(&self) -> TaskMessage {
+        TaskMessage {
+            task_id: self.task_id,
+            task_type: self.task_type,
+            object_uid: self.object_uid.clone(),
+        }
+    }
+}
+
+/// The body of every queue message: a pointer to the task record, which is the source of truth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskMessage {
+    pub task_id: TaskId,
+    pub task_type: TaskType,
+    pub object_uid: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_only_moves_forward() {
+        use TaskStatus::*;
+        assert!(Queued.can_move_to(InProgress));
+        assert!(InProgress.can_move_to(Complete));
+        assert!(InProgress.can_move_to(Failed));
+        assert!(!Complete.can_move_to(InProgress));
+        assert!(!Complete.can_move_to(Queued));
+        assert!(!InProgress.can_move_to(Queued));
+        assert!(!Failed.can_move_to(Complete));
+    }
+
+    #[test]
+    fn task_message_round_trips_as_json() {
+        let task = Task::new_queued(TaskType::PostCreate, "01HZY", Timestamp::from_secs(1));
+        let body = serde_json::to_string(&task.queue_message()).expect("serialize");
+        assert!(body.contains("\"task_type\":\"post_create\""));
+        let back: TaskMessage = serde_json::from_str(&body).expect("parse");
+        assert_eq!(back, task.queue_message());
+    }
+
+    #[test]
+    fn task_type_names_parse_back() {
+        for t in TaskType::ALL {
+            assert_eq!(t.as_str().parse::<TaskType>(), Ok(*t));
+        }
+        assert!("post_nothing".parse::<TaskType>().is_err());
+    }
+}

@@ -1,0 +1,182 @@
+//! The task engine: forward-only conditional transitions around idempotent processors, and the
+//! batch handler that every worker (Lambda or local poller) goes through.
+
+mod batch;
+mod poller;
+mod processors;
+
+use std::sync::Arc;
+
+use tracing::{debug, instrument, warn};
+
+pub use batch::{Worker, WorkerError};
+pub use poller::{Poller, sqs_event};
+
+use crate::domain::{Message, RETENTION_SECS, Task, TaskMessage, TaskStatus};
+use crate::ports::{Clock, ContentStore, StoreError, TaskQueue, TaskStore, TaskUpdate};
+
+/// Everything the service and the processors use, composed once at start-up.
+#[derive(Clone)]
+pub struct Deps {
+    pub content: Arc<dyn ContentStore>,
+    pub tasks: Arc<dyn TaskStore>,
+    pub queue: Arc<dyn TaskQueue>,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// Worth another delivery: the record goes back to the queue.
+    #[error("transient failure")]
+    Transient(#[from] StoreError),
+    /// The work cannot succeed: the task ends FAILED with this reason in its messages.
+    #[error("{0}")]
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Completed,
+    Failed,
+    /// A duplicate or late delivery of a task that had already ended: nothing was written.
+    AlreadyDone,
+    /// No live task with that id (never written, or expired): nothing to do.
+    Unknown,
+}
+
+/// The messages a run plans, in order. The engine appends only those past the task's
+/// `message_count`, so a re-run after a crash writes each message once.
+#[derive(Debug)]
+pub struct Steps {
+    messages: Vec<Message>,
+}
+
+pub const JOB_STARTED: &str = "Job started";
+
+impl Steps {
+    fn new() -> Self {
+        Steps {
+            messages: vec![Message::Borrowed(JOB_STARTED)],
+        }
+    }
+
+    pub fn say(&mut self, message: &'static str) {
+        self.messages.push(Message::Borrowed(message));
+    }
+
+    pub fn say_owned(&mut self, message: String) {
+        self.messages.push(Message::Owned(message));
+    }
+}
+
+/// How often a run re-reads and retries after losing a conditional write to a concurrent one.
+const MAX_CONFLICTS: usize = 8;
+
+pub struct Engine {
+    deps: Deps,
+}
+
+impl Engine {
+    pub fn new(deps: Deps) -> Self {
+        Engine { deps }
+    }
+
+    pub fn deps(&self) -> &Deps {
+        &self.deps
+    }
+
+    /// Runs one delivery of a task message to its end, or returns a transient error.
+    #[instrument(skip(self, message), fields(task_id = %message.task_id, task_type = %message.task_type), err)]
+    pub async fn run(&self, message: &TaskMessage) -> Result<Outcome, TaskError> {
+        let tasks = &self.deps.tasks;
+        for _ in 0..MAX_CONFLICTS {
+            let now = self.deps.clock.now();
+            let Some(mut task) = tasks.get_task(message.task_id, now).await? else {
+                warn!("no live task with this id; message dropped");
+                return Ok(Outcome::Unknown);
+            };
+            if task.task_type != message.task_type {
+                warn!(stored = %task.task_type, "message names another task type than the task; dropped");
+                return Ok(Outcome::Unknown);
+            }
+            match task.status {
+                TaskStatus::Complete | TaskStatus::Failed => return Ok(Outcome::AlreadyDone),
+                TaskStatus::Queued => {
+                    let start = TaskUpdate {
+                        expect_status: TaskStatus::Queued,
+                        expect_message_count: task.message_count,
+                        status: TaskStatus::InProgress,
+                        append: if task.message_count == 0 {
+                            vec![Message::Borrowed(JOB_STARTED)]
+                        } else {
+                            Vec::new()
+                        },
+                        updated_at: now,
+                        expires_at: None,
+                    };
+                    match tasks.update_task(task.task_id, start).await {
+                        Ok(started) => task = started,
+                        Err(StoreError::ConditionFailed(why)) => {
+                            debug!(%why, "lost the start to another delivery; re-reading");
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                TaskStatus::InProgress => {}
+            }
+
+            let mut steps = Steps::new();
+            let status = match processors::run(&self.deps, &task, &mut steps).await {
+                Ok(()) => TaskStatus::Complete,
+                Err(TaskError::Failed(reason)) => {
+                    steps.say_owned(format!("Job failed: {reason}"));
+                    TaskStatus::Failed
+                }
+                Err(transient) => return Err(transient),
+            };
+            match self.finish(&task, status, steps).await {
+                Ok(()) => {
+                    return Ok(match status {
+                        TaskStatus::Failed => Outcome::Failed,
+                        _ => Outcome::Completed,
+                    });
+                }
+                Err(StoreError::ConditionFailed(why)) => {
+                    debug!(%why, "another delivery moved the task on; re-reading");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(TaskError::Transient(StoreError::ConditionFailed(
+            "the task kept changing under this delivery".to_owned(),
+        )))
+    }
+
+    async fn finish(
+        &self,
+        task: &Task,
+        status: TaskStatus,
+        steps: Steps,
+    ) -> Result<(), StoreError> {
+        let now = self.deps.clock.now();
+        let written = usize::try_from(task.message_count).unwrap_or(usize::MAX);
+        let append = steps.messages.into_iter().skip(written).collect();
+        self.deps
+            .tasks
+            .update_task(
+                task.task_id,
+                TaskUpdate {
+                    expect_status: TaskStatus::InProgress,
+                    expect_message_count: task.message_count,
+                    status,
+                    append,
+                    updated_at: now,
+                    expires_at: Some(now.plus_secs(RETENTION_SECS)),
+                },
+            )
+            .await
+            .map(drop)
+    }
+}
