@@ -1,0 +1,314 @@
+//! The task rules of DESIGN.md §3 on the embedded stack: forward-only transitions, duplicate and
+//! concurrent deliveries, re-runs after a crash, out-of-order tasks, and the batch contract.
+
+mod common;
+
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use common::*;
+use shared::domain::{Message, TaskId, TaskMessage, TaskStatus, TaskType};
+use shared::engine::{Outcome, Worker, WorkerError};
+use shared::ports::{
+    Clock, ContentStore, QueueConsumer, StoreError, TaskQueue, TaskStore, TaskUpdate,
+};
+
+fn message_for(task_id: &str, task_type: TaskType, uid: &str) -> TaskMessage {
+    TaskMessage {
+        task_id: TaskId::parse(task_id).expect("uuid"),
+        task_type,
+        object_uid: uid.to_owned(),
+    }
+}
+
+async fn movie_state(h: &Harness, uid: &str) -> serde_json::Value {
+    h.ok(&format!(
+        r#"{{ getMovie(uid: "{uid}", ignore_availability: true) {{ title availability {{ objects {{ uid }} }} brands {{ objects {{ uid }} }} _meta {{ availability_status }} }} }}"#
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn running_a_complete_task_again_changes_nothing() {
+    let h = Harness::new();
+    let (uid, task_id) = h.create_movie("Twice").await;
+    h.drain().await;
+    let before_task = h.task(&task_id).await;
+    let before_movie = movie_state(&h, &uid).await;
+
+    h.clock.advance_secs(5);
+    let engine = &h.embedded.stack.engine;
+    let outcome = engine
+        .run(&message_for(&task_id, TaskType::PostCreate, &uid))
+        .await
+        .expect("run");
+    assert_eq!(outcome, Outcome::AlreadyDone);
+    assert_eq!(
+        h.task(&task_id).await,
+        before_task,
+        "updated_at and messages unchanged"
+    );
+    assert_eq!(movie_state(&h, &uid).await, before_movie);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_duplicate_deliveries_write_each_message_once() {
+    let h = Harness::new();
+    let (uid, task_id) = h.create_movie("Racing").await;
+    let message = message_for(&task_id, TaskType::PostCreate, &uid);
+    // SQS may deliver the same message twice, and at the same time.
+    h.embedded
+        .queue
+        .send(&[message.clone()])
+        .await
+        .expect("send");
+
+    let engine = h.embedded.stack.engine.clone();
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let engine = engine.clone();
+            let message = message.clone();
+            tokio::spawn(async move { engine.run(&message).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for run in runs {
+        outcomes.push(run.await.expect("join").expect("run"));
+    }
+    assert!(outcomes.contains(&Outcome::Completed), "{outcomes:?}");
+    h.drain().await;
+
+    let task = h.task(&task_id).await;
+    assert_eq!(task["status"], "COMPLETE");
+    assert_eq!(messages(&task), SEED_MESSAGES);
+    let movie = movie_state(&h, &uid).await;
+    assert_eq!(
+        movie["getMovie"]["availability"]["objects"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn a_rerun_after_a_crash_appends_only_the_missing_messages() {
+    let h = Harness::new();
+    let (uid, task_id) = h.create_movie("Crashed").await;
+    let id = TaskId::parse(&task_id).expect("uuid");
+    let store = &h.embedded.store;
+    let now = h.clock.now();
+    // Given a worker that started the task and wrote two more messages, then died.
+    store
+        .update_task(
+            id,
+            TaskUpdate {
+                expect_status: TaskStatus::Queued,
+                expect_message_count: 0,
+                status: TaskStatus::InProgress,
+                append: vec![
+                    Message::Borrowed("Job started"),
+                    Message::Borrowed("Starting availability creation"),
+                    Message::Borrowed("Availability creation complete"),
+                ],
+                updated_at: now,
+                expires_at: None,
+            },
+        )
+        .await
+        .expect("start");
+
+    // When the message is delivered again
+    h.drain().await;
+
+    // Then the task completes with each seed message exactly once
+    let task = h.task(&task_id).await;
+    assert_eq!(task["status"], "COMPLETE");
+    assert_eq!(messages(&task), SEED_MESSAGES);
+    let movie = movie_state(&h, &uid).await;
+    assert_eq!(movie["getMovie"]["_meta"]["availability_status"], "ACTIVE");
+}
+
+#[tokio::test]
+async fn a_complete_task_never_moves_back() {
+    let h = Harness::new();
+    let (_, task_id) = h.create_movie("Done").await;
+    h.drain().await;
+    let id = TaskId::parse(&task_id).expect("uuid");
+    let store = &h.embedded.store;
+    for (expect_status, status) in [
+        (TaskStatus::Queued, TaskStatus::InProgress),
+        (TaskStatus::InProgress, TaskStatus::Failed),
+        (TaskStatus::InProgress, TaskStatus::Complete),
+    ] {
+        let result = store
+            .update_task(
+                id,
+                TaskUpdate {
+                    expect_status,
+                    expect_message_count: 5,
+                    status,
+                    append: vec![Message::Borrowed("late")],
+                    updated_at: h.clock.now(),
+                    expires_at: None,
+                },
+            )
+            .await;
+        assert!(
+            matches!(result, Err(StoreError::ConditionFailed(_))),
+            "{result:?}"
+        );
+    }
+    let task = h.task(&task_id).await;
+    assert_eq!(task["status"], "COMPLETE");
+    assert_eq!(messages(&task), SEED_MESSAGES);
+}
+
+#[tokio::test]
+async fn two_updates_processed_in_either_order_converge_on_the_latest_declaration() {
+    for reverse in [false, true] {
+        let h = Harness::new();
+        let (uid, _) = h.create_movie("Flip").await;
+        let brand = h
+            .ok(r#"mutation { createBrand(brand: { title: "B", availability: { link: ["always"] } }) { uid } }"#)
+            .await["createBrand"]["uid"]
+            .as_str()
+            .expect("uid")
+            .to_owned();
+        h.drain().await;
+
+        // Unlink, then link again: the object's declaration is the source of truth.
+        h.ok(&format!(
+            r#"mutation {{ updateMovie(uid: "{uid}", movie: {{ availability: {{ unlink: ["always"] }}, relationships: {{ brands: {{ link: ["{brand}"] }} }} }}) {{ uid }} }}"#
+        ))
+        .await;
+        h.ok(&format!(
+            r#"mutation {{ updateMovie(uid: "{uid}", movie: {{ availability: {{ link: ["always"] }}, relationships: {{ brands: {{ unlink: ["{brand}"] }} }} }}) {{ uid }} }}"#
+        ))
+        .await;
+        let mut received = h
+            .embedded
+            .queue
+            .receive(TaskType::PostUpdate, 10, Duration::ZERO)
+            .await
+            .expect("receive");
+        assert_eq!(received.len(), 2);
+        if reverse {
+            received.reverse();
+        }
+        for m in &received {
+            let message: TaskMessage = serde_json::from_str(&m.body).expect("task message");
+            h.embedded.stack.engine.run(&message).await.expect("run");
+        }
+
+        let movie = movie_state(&h, &uid).await;
+        assert_eq!(
+            movie["getMovie"]["availability"]["objects"][0]["uid"], "always",
+            "reverse={reverse}"
+        );
+        assert_eq!(
+            movie["getMovie"]["brands"]["objects"],
+            serde_json::json!([]),
+            "reverse={reverse}"
+        );
+        let brand_movies = h
+            .ok(&format!(
+                r#"{{ getBrand(uid: "{brand}") {{ movies {{ count }} }} }}"#
+            ))
+            .await;
+        assert_eq!(
+            brand_movies["getBrand"]["movies"]["count"], 0,
+            "reverse={reverse}"
+        );
+    }
+}
+
+fn record(id: &str, body: &str) -> SqsMessage {
+    let mut record = SqsMessage::default();
+    record.message_id = Some(id.to_owned());
+    record.body = Some(body.to_owned());
+    record
+}
+
+#[tokio::test]
+async fn only_failed_records_are_reported_and_bad_bodies_are_dropped() {
+    let h = Harness::new();
+    let (uid, task_id) = h.create_movie("Batch").await;
+    let worker = Worker::new(
+        h.embedded.stack.engine.clone(),
+        Some(TaskType::PostCreate),
+        4,
+    );
+    let good =
+        serde_json::to_string(&message_for(&task_id, TaskType::PostCreate, &uid)).expect("json");
+    let wrong_type =
+        serde_json::to_string(&message_for(&task_id, TaskType::PostDelete, &uid)).expect("json");
+
+    let mut event = SqsEvent::default();
+    event.records = vec![
+        record("m-good", &good),
+        record("m-garbage", "this is not json"),
+        record("m-other-json", r#"{"hello": "world"}"#),
+        record("m-wrong-queue", &wrong_type),
+    ];
+    let response = worker.handle(event).await.expect("response");
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, ["m-wrong-queue"]);
+    assert_eq!(h.task(&task_id).await["status"], "COMPLETE");
+
+    // A failed record without an id cannot be reported alone: the whole batch fails.
+    let mut event = SqsEvent::default();
+    event.records = vec![record("", &wrong_type)];
+    assert!(matches!(
+        worker.handle(event).await,
+        Err(WorkerError::FailedRecordWithoutId)
+    ));
+}
+
+#[tokio::test]
+async fn deleting_a_brand_cleans_the_reverse_side_of_its_movies() {
+    let h = Harness::new();
+    let brand = h
+        .ok(r#"mutation { createBrand(brand: { title: "B", availability: { link: ["always"] } }) { uid } }"#)
+        .await["createBrand"]["uid"]
+        .as_str()
+        .expect("uid")
+        .to_owned();
+    let movie = h
+        .ok(&format!(
+            r#"mutation {{ createMovie(movie: {{ title: "M", availability: {{ link: ["always"] }}, relationships: {{ brands: {{ link: ["{brand}"] }} }} }}) {{ uid }} }}"#
+        ))
+        .await["createMovie"]["uid"]
+        .as_str()
+        .expect("uid")
+        .to_owned();
+    h.drain().await;
+    let brands = movie_state(&h, &movie).await;
+    assert_eq!(
+        brands["getMovie"]["brands"]["objects"][0]["uid"],
+        brand.as_str()
+    );
+
+    h.ok(&format!(
+        r#"mutation {{ deleteBrand(uid: "{brand}") {{ task_id }} }}"#
+    ))
+    .await;
+    h.drain().await;
+    let brands = movie_state(&h, &movie).await;
+    assert_eq!(
+        brands["getMovie"]["brands"]["objects"],
+        serde_json::json!([])
+    );
+    // And the deleted object is really gone, not only hidden.
+    assert!(
+        h.embedded
+            .store
+            .get_object(&brand)
+            .await
+            .expect("read")
+            .is_none()
+    );
+}
