@@ -59,7 +59,7 @@ async fn concurrent_duplicate_deliveries_write_each_message_once() {
     // SQS may deliver the same message twice, and at the same time.
     h.embedded
         .queue
-        .send(&[message.clone()])
+        .send(std::slice::from_ref(&message))
         .await
         .expect("send");
 
