@@ -117,3 +117,20 @@ impl Embedded {
         })
     }
 }
+
+/// The API Lambda's service: the same router and schema as the local binary, on `deps`.
+pub fn api_router(deps: Deps) -> axum::Router {
+    crate::http::router(schema(Arc::new(Service::new(deps))))
+}
+
+/// Records of one SQS batch a worker Lambda handles at once.
+pub const LAMBDA_RECORD_CONCURRENCY: usize = 10;
+
+/// The worker Lambda's handler for one task type, on `deps`.
+pub fn lambda_worker(deps: Deps, task_type: TaskType) -> Worker {
+    Worker::new(
+        Arc::new(Engine::new(deps)),
+        Some(task_type),
+        LAMBDA_RECORD_CONCURRENCY,
+    )
+}

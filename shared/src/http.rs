@@ -21,6 +21,8 @@ pub fn router(schema: AppSchema) -> Router {
     Router::new()
         .route("/", get(graphiql))
         .route(GRAPHQL_PATH, get(graphql_get).post(graphql_post))
+        // API Gateway REST (v1) puts the stage in front of the path: `/prod/graphql`.
+        .route("/{stage}/graphql", get(graphql_get).post(graphql_post))
         .with_state(schema)
 }
 

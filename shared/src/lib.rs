@@ -9,6 +9,7 @@
 
 pub mod adapters;
 pub mod app;
+pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod graphql;

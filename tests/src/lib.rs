@@ -1,4 +1,7 @@
-//! Helpers for the end-to-end tests and benchmarks: a small HTTP/1.1 client that talks to the
-//! real server over a socket, with keep-alive, and nothing else between.
+//! Helpers for the end-to-end tests and benchmarks:
+//! - [`http`]: a small HTTP/1.1 client that talks to a real server over a socket;
+//! - [`emulator`]: a private set of tables and queues on the AWS-compatible endpoint
+//!   (`AWS_ENDPOINT_URL`), the real adapters and entry points on top, and a request counter.
 
+pub mod emulator;
 pub mod http;

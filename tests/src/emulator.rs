@@ -1,0 +1,241 @@
+//! One test's own world on the emulator: uniquely named tables and queues, the real DynamoDB and
+//! SQS adapters, the API Lambda's router behind `lambda_http`'s own adapter, and the worker
+//! Lambda's handler — fed with real event JSON.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use lambda_http::request::LambdaRequest;
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::Value;
+use shared::adapters::provision::{create_queues, create_tables};
+use shared::adapters::{SqsTaskQueue, TableNames};
+use shared::app::{api_router, lambda_worker};
+use shared::config::AwsSettings;
+use shared::domain::TaskType;
+use shared::engine::{Deps, sqs_event};
+use shared::ports::{QueueConsumer, ReceivedMessage};
+
+/// Counts the requests each client sends, per operation, attempts included.
+#[derive(Debug, Clone, Default)]
+pub struct RequestCounter(Arc<Mutex<BTreeMap<String, usize>>>);
+
+impl Intercept for RequestCounter {
+    fn name(&self) -> &'static str {
+        "RequestCounter"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(metadata) = cfg.load::<Metadata>() {
+            let key = format!("{}.{}", metadata.service(), metadata.name());
+            if let Ok(mut counts) = self.0.lock() {
+                *counts.entry(key).or_default() += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RequestCounter {
+    pub fn take(&self) -> BTreeMap<String, usize> {
+        self.0
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default()
+    }
+}
+
+/// The endpoint the suite runs against; the test command sets it (it starts moto if unset).
+pub fn endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
+        panic!(
+            "AWS_ENDPOINT_URL is not set: run the suite with `bash tests/run.sh`, which starts \
+             moto's server, or point it at LocalStack (http://localhost:4566)"
+        )
+    })
+}
+
+pub async fn sdk_config() -> SdkConfig {
+    endpoint();
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new(
+            std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".to_owned()),
+        ))
+        .load()
+        .await
+}
+
+pub struct World {
+    pub prefix: String,
+    pub settings: AwsSettings,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub deps: Deps,
+    pub queue: Arc<SqsTaskQueue>,
+    pub counter: RequestCounter,
+    router: axum::Router,
+}
+
+impl World {
+    /// A fresh set of tables and queues (`max_receive_count` before the DLQ).
+    pub async fn new(max_receive_count: u32) -> World {
+        let sdk = sdk_config().await;
+        let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let tables = TableNames {
+            content: format!("{prefix}-content"),
+            tasks: format!("{prefix}-tasks"),
+        };
+        let plain_dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let plain_sqs = aws_sdk_sqs::Client::new(&sdk);
+        create_tables(&plain_dynamodb, &tables)
+            .await
+            .expect("create tables");
+        let queue_urls = create_queues(&plain_sqs, &prefix, max_receive_count, 30)
+            .await
+            .expect("create queues");
+        let settings = AwsSettings { tables, queue_urls };
+
+        let counter = RequestCounter::default();
+        let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .interceptor(counter.clone())
+                .build(),
+        );
+        let sqs = aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(&sdk)
+                .interceptor(counter.clone())
+                .build(),
+        );
+        let (deps, queue) = settings.deps_with(dynamodb.clone(), sqs.clone());
+        let router = api_router(deps.clone());
+        World {
+            prefix,
+            settings,
+            dynamodb: plain_dynamodb,
+            sqs: plain_sqs,
+            deps,
+            queue,
+            counter,
+            router,
+        }
+    }
+
+    /// An API Gateway event (JSON) through `lambda_http`'s own adapter, as the runtime calls it;
+    /// returns the API Gateway response as JSON (statusCode, headers, body).
+    pub async fn api_event(&self, event: &Value) -> Value {
+        let request: LambdaRequest =
+            serde_json::from_value(event.clone()).expect("an API Gateway event");
+        let mut adapter = lambda_http::Adapter::from(self.router.clone());
+        let response =
+            tower::Service::call(&mut adapter, LambdaEvent::new(request, Context::default()))
+                .await
+                .expect("the API handler does not fail");
+        serde_json::to_value(&response).expect("response JSON")
+    }
+
+    /// A GraphQL document as an HTTP API v2 POST event; returns (statusCode, body JSON).
+    pub async fn graphql(&self, query: &str) -> (u16, Value) {
+        let mut event: Value =
+            serde_json::from_str(include_str!("../events/http-api-v2-seed.json")).expect("event");
+        event["body"] = Value::String(serde_json::json!({ "query": query }).to_string());
+        let response = self.api_event(&event).await;
+        response_parts(&response)
+    }
+
+    /// Receives up to `max` messages of one queue, as an `SqsEvent` plus what was received.
+    pub async fn receive(
+        &self,
+        task_type: TaskType,
+        max: usize,
+    ) -> (SqsEvent, Vec<ReceivedMessage>) {
+        let messages = self
+            .queue
+            .receive(task_type, max, Duration::from_secs(1))
+            .await
+            .expect("receive");
+        let event = sqs_event(&messages, &self.queue.source_arn(task_type));
+        (event, messages)
+    }
+
+    /// The worker Lambda's handler for `task_type`, with a real `LambdaEvent`.
+    pub async fn invoke_worker(&self, task_type: TaskType, event: SqsEvent) -> SqsBatchResponse {
+        // Through JSON, as Lambda delivers it.
+        let json = serde_json::to_value(&event).expect("event JSON");
+        let event: SqsEvent = serde_json::from_value(json).expect("an SqsEvent");
+        let worker = lambda_worker(self.deps.clone(), task_type);
+        worker::handle(&worker, LambdaEvent::new(event, Context::default()))
+            .await
+            .expect("the batch as a whole succeeds")
+    }
+
+    /// Receives, invokes the worker and deletes what succeeded, until the queue is empty:
+    /// what Lambda's event source mapping does. Returns how many records it handled.
+    pub async fn run_queue(&self, task_type: TaskType) -> usize {
+        let mut handled = 0;
+        loop {
+            let (event, messages) = self.receive(task_type, 10).await;
+            if messages.is_empty() {
+                return handled;
+            }
+            handled += messages.len();
+            let response = self.invoke_worker(task_type, event).await;
+            let failed: Vec<&str> = response
+                .batch_item_failures
+                .iter()
+                .map(|f| f.item_identifier.as_str())
+                .collect();
+            let done: Vec<String> = messages
+                .iter()
+                .filter(|m| !failed.contains(&m.message_id.as_str()))
+                .map(|m| m.receipt_handle.clone())
+                .collect();
+            self.queue.delete(task_type, &done).await.expect("delete");
+            assert!(failed.is_empty(), "records failed: {failed:?}");
+        }
+    }
+
+    pub async fn raw_task(
+        &self,
+        task_id: &str,
+    ) -> Option<std::collections::HashMap<String, AttributeValue>> {
+        self.dynamodb
+            .get_item()
+            .table_name(&self.settings.tables.tasks)
+            .key("task_id", AttributeValue::S(task_id.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get_item")
+            .item
+    }
+}
+
+/// (statusCode, parsed body) of an API Gateway response.
+pub fn response_parts(response: &Value) -> (u16, Value) {
+    let status = response["statusCode"]
+        .as_u64()
+        .and_then(|s| u16::try_from(s).ok())
+        .unwrap_or(0);
+    let body = response["body"].as_str().unwrap_or("");
+    let body = if response["isBase64Encoded"].as_bool() == Some(true) {
+        panic!("unexpected base64 response body: {body}")
+    } else {
+        serde_json::from_str(body).unwrap_or(Value::Null)
+    };
+    (status, body)
+}
