@@ -1,11 +1,17 @@
-//! `skylark-local`: the whole system in one process — the GraphQL API on HTTP and one worker
-//! loop per task type, on the in-memory adapters. Stops cleanly on Ctrl-C or SIGTERM.
+//! `skylark-local`: the whole system in one process — the GraphQL API on HTTP and worker loops
+//! for every task type. Embedded (default): in-memory adapters. `--emulator`: the DynamoDB and
+//! SQS adapters against `AWS_ENDPOINT_URL`, polling the queues as Lambda's event source mapping
+//! would. Stops cleanly on Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use aws_config::BehaviorVersion;
 use clap::Parser;
+use shared::adapters::TableNames;
+use shared::adapters::provision::{create_queues, create_tables};
 use shared::app::Stack;
+use shared::config::AwsSettings;
 use shared::http::router;
 use tokio::sync::watch;
 use tracing::info;
@@ -25,6 +31,16 @@ struct Config {
     /// How long a failed record waits before it is delivered again, in milliseconds.
     #[arg(long, env = "SKYLARK_RETRY_DELAY_MS", default_value_t = 1000)]
     retry_delay_ms: u64,
+    /// Use DynamoDB and SQS at `AWS_ENDPOINT_URL` (moto, LocalStack) instead of memory.
+    #[arg(long, env = "SKYLARK_EMULATOR", default_value_t = false)]
+    emulator: bool,
+    /// With --emulator: create the tables and queues (named from --resource-prefix) instead of
+    /// reading CONTENT_TABLE, TASKS_TABLE and QUEUE_URL_<TYPE> from the environment.
+    #[arg(long, env = "SKYLARK_CREATE_RESOURCES", default_value_t = false)]
+    create_resources: bool,
+    /// Name prefix of the tables and queues --create-resources makes.
+    #[arg(long, env = "SKYLARK_RESOURCE_PREFIX", default_value = "skylark-local")]
+    resource_prefix: String,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "SKYLARK_LOG_JSON", default_value_t = false)]
     log_json: bool,
@@ -51,35 +67,75 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// The DynamoDB and SQS adapters on the endpoint of `AWS_ENDPOINT_URL`.
+async fn emulator_stack(config: &Config) -> anyhow::Result<Stack> {
+    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let settings = if config.create_resources {
+        let tables = TableNames {
+            content: format!("{}-content", config.resource_prefix),
+            tasks: format!("{}-tasks", config.resource_prefix),
+        };
+        create_tables(&aws_sdk_dynamodb::Client::new(&sdk), &tables)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating tables: {e}"))?;
+        let queue_urls = create_queues(
+            &aws_sdk_sqs::Client::new(&sdk),
+            &config.resource_prefix,
+            5,
+            30,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("creating queues: {e}"))?;
+        info!(prefix = %config.resource_prefix, "tables and queues ready");
+        AwsSettings { tables, queue_urls }
+    } else {
+        AwsSettings::from_env()?
+    };
+    let (deps, queue) = settings.deps(&sdk);
+    Ok(Stack::new(deps, queue))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     shared::telemetry::init(config.log_json);
 
-    let embedded = Stack::embedded_default();
     let (stop, stopped) = watch::channel(false);
-    let mut workers = embedded.stack.spawn_workers(
+    let (stack, ttl) = if config.emulator {
+        (emulator_stack(&config).await?, None)
+    } else {
+        let embedded = Stack::embedded_default();
+        let ttl = embedded.spawn_ttl_sweeper(stopped.clone());
+        (embedded.stack, Some(ttl))
+    };
+    let mut workers = stack.spawn_workers(
         config.pollers_per_type,
         config.worker_concurrency,
         Duration::from_millis(config.retry_delay_ms),
         &stopped,
     );
-    let ttl = embedded.spawn_ttl_sweeper(stopped.clone());
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     info!(
-        "Skylark Tasks (embedded) on http://{}/graphql — GraphiQL at http://{}/",
+        "Skylark Tasks ({}) on http://{}/graphql — GraphiQL at http://{}/",
+        if config.emulator {
+            "emulator"
+        } else {
+            "embedded"
+        },
         listener.local_addr()?,
         listener.local_addr()?
     );
-    axum::serve(listener, router(embedded.stack.schema.clone()))
+    axum::serve(listener, router(stack.schema.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
 
     info!("stopping: finishing the batches in hand");
     let _ = stop.send(true);
     while workers.join_next().await.is_some() {}
-    let _ = ttl.await;
+    if let Some(ttl) = ttl {
+        let _ = ttl.await;
+    }
     info!("stopped");
     Ok(())
 }

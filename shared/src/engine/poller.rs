@@ -103,7 +103,8 @@ impl Poller {
     /// Polls until `shutdown` turns true. It is checked between batches only, so a batch in hand
     /// is always finished and acknowledged first.
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
-        let wait = Duration::from_millis(500);
+        // Long polls of a second: cheap on SQS, and shutdown waits at most that long.
+        let wait = Duration::from_secs(1);
         while !*shutdown.borrow() {
             self.poll_once(wait).await;
         }
