@@ -149,6 +149,18 @@ pub struct ContentWrite {
 impl ContentWrite {
     pub const MAX_ITEMS: usize = 100;
 
+    /// DynamoDB refuses a larger transaction; the in-memory store refuses it the same way.
+    pub fn check_size(&self) -> Result<(), StoreError> {
+        let count = self.item_count();
+        if count > Self::MAX_ITEMS {
+            return Err(StoreError::ConditionFailed(format!(
+                "a transaction holds at most {} items, not {count}",
+                Self::MAX_ITEMS
+            )));
+        }
+        Ok(())
+    }
+
     pub fn item_count(&self) -> usize {
         self.objects.len()
             + usize::from(self.availability.is_some())

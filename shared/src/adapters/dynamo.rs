@@ -704,13 +704,7 @@ impl ContentStore for DynamoStore {
 
     #[instrument(skip(self, write), fields(items = write.item_count()), err)]
     async fn write(&self, write: ContentWrite) -> Result<(), StoreError> {
-        if write.item_count() > ContentWrite::MAX_ITEMS {
-            return Err(StoreError::ConditionFailed(format!(
-                "a transaction holds at most {} items, not {}",
-                ContentWrite::MAX_ITEMS,
-                write.item_count()
-            )));
-        }
+        write.check_size()?;
         let (items, parts) = self.transact_items(write)?;
         if items.is_empty() {
             return Ok(());

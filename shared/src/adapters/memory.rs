@@ -389,13 +389,7 @@ impl ContentStore for MemoryStore {
     }
 
     async fn write(&self, write: ContentWrite) -> Result<(), StoreError> {
-        if write.item_count() > ContentWrite::MAX_ITEMS {
-            return Err(StoreError::ConditionFailed(format!(
-                "a transaction holds at most {} items, not {}",
-                ContentWrite::MAX_ITEMS,
-                write.item_count()
-            )));
-        }
+        write.check_size()?;
         let mut st = self.state.lock();
         st.check(&write)?;
         st.apply(write);
