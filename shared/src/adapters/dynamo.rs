@@ -299,9 +299,10 @@ impl DynamoStore {
         Ok(found)
     }
 
-    /// One page of a query whose results are not filtered: DynamoDB's `Limit` is the page size.
+    /// One page of a query whose results are not filtered (DynamoDB's `Limit` is the page size),
+    /// its items mapped and its `LastEvaluatedKey` as the cursor.
     #[allow(clippy::too_many_arguments)]
-    async fn query_page(
+    async fn query_page<T: for<'de> Deserialize<'de>>(
         &self,
         index: Option<&str>,
         key_condition: &str,
@@ -310,7 +311,7 @@ impl DynamoStore {
         start: Option<Item>,
         limit: usize,
         forward: bool,
-    ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
+    ) -> Result<(Vec<T>, Option<Cursor>), StoreError> {
         let output = self
             .client
             .query()
@@ -326,7 +327,13 @@ impl DynamoStore {
             .send()
             .await
             .map_err(unavailable)?;
-        Ok((output.items.unwrap_or_default(), output.last_evaluated_key))
+        let items = output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(from_item)
+            .collect::<Result<Vec<T>, _>>()?;
+        Ok((items, output.last_evaluated_key.as_ref().map(encode_cursor)))
     }
 
     async fn list_by_type<T: for<'de> Deserialize<'de>>(
@@ -336,22 +343,16 @@ impl DynamoStore {
         limit: usize,
     ) -> Result<(Vec<T>, Option<Cursor>), StoreError> {
         let start = decode_cursor(cursor, &[PK, SK, GSI1_PK, GSI1_SK], (GSI1_PK, type_pk))?;
-        let (items, last) = self
-            .query_page(
-                Some(GSI1),
-                "#p = :p",
-                HashMap::from([("#p".to_owned(), GSI1_PK.to_owned())]),
-                HashMap::from([(":p".to_owned(), s(type_pk))]),
-                start,
-                limit,
-                true,
-            )
-            .await?;
-        let items = items
-            .into_iter()
-            .map(from_item)
-            .collect::<Result<Vec<T>, _>>()?;
-        Ok((items, last.as_ref().map(encode_cursor)))
+        self.query_page(
+            Some(GSI1),
+            "#p = :p",
+            HashMap::from([("#p".to_owned(), GSI1_PK.to_owned())]),
+            HashMap::from([(":p".to_owned(), s(type_pk))]),
+            start,
+            limit,
+            true,
+        )
+        .await
     }
 
     async fn list_prefix(
@@ -362,25 +363,19 @@ impl DynamoStore {
         limit: usize,
     ) -> Result<(Vec<KeyItem>, Option<Cursor>), StoreError> {
         let start = decode_cursor(cursor, &[PK, SK], (PK, pk))?;
-        let (items, last) = self
-            .query_page(
-                None,
-                "#pk = :pk AND begins_with(#sk, :prefix)",
-                HashMap::from([
-                    ("#pk".to_owned(), PK.to_owned()),
-                    ("#sk".to_owned(), SK.to_owned()),
-                ]),
-                HashMap::from([(":pk".to_owned(), s(pk)), (":prefix".to_owned(), s(prefix))]),
-                start,
-                limit,
-                true,
-            )
-            .await?;
-        let items = items
-            .into_iter()
-            .map(from_item)
-            .collect::<Result<Vec<KeyItem>, _>>()?;
-        Ok((items, last.as_ref().map(encode_cursor)))
+        self.query_page(
+            None,
+            "#pk = :pk AND begins_with(#sk, :prefix)",
+            HashMap::from([
+                ("#pk".to_owned(), PK.to_owned()),
+                ("#sk".to_owned(), SK.to_owned()),
+            ]),
+            HashMap::from([(":pk".to_owned(), s(pk)), (":prefix".to_owned(), s(prefix))]),
+            start,
+            limit,
+            true,
+        )
+        .await
     }
 
     fn transact_items(
