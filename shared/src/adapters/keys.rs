@@ -10,7 +10,8 @@
 //! | availability link | `AV#<availability>` | `LINK#<object>` | – |
 //!
 //! Tasks table (`TASKS_TABLE`), key `task_id`; index `by_status` on `status`/`created_key` and
-//! index `by_created` on `all`/`created_key` (`created_key` = zero-padded micros + `#` + id).
+//! index `by_created` on `all`/`created_key`, `by_object` on `object_uid`/`created_key` and
+//! `by_type` on `task_type`/`created_key` (`created_key` = zero-padded micros + `#` + id).
 
 use crate::domain::{ObjectType, Relationship, TaskId, Timestamp};
 
@@ -23,7 +24,11 @@ pub const GSI1_SK: &str = "gsi1sk";
 pub const TASK_ID: &str = "task_id";
 pub const BY_STATUS: &str = "by_status";
 pub const BY_CREATED: &str = "by_created";
+pub const BY_OBJECT: &str = "by_object";
+pub const BY_TYPE: &str = "by_type";
 pub const STATUS: &str = "status";
+pub const OBJECT_UID: &str = "object_uid";
+pub const TASK_TYPE: &str = "task_type";
 pub const ALL: &str = "all";
 pub const CREATED_KEY: &str = "created_key";
 /// The one partition of the `by_created` index.

@@ -78,9 +78,13 @@ pub async fn create_tables(
         .attribute_definitions(attribute(STATUS)?)
         .attribute_definitions(attribute(ALL)?)
         .attribute_definitions(attribute(CREATED_KEY)?)
+        .attribute_definitions(attribute(OBJECT_UID)?)
+        .attribute_definitions(attribute(TASK_TYPE)?)
         .key_schema(key(TASK_ID, KeyType::Hash)?)
         .global_secondary_indexes(index(BY_STATUS, STATUS, CREATED_KEY)?)
         .global_secondary_indexes(index(BY_CREATED, ALL, CREATED_KEY)?)
+        .global_secondary_indexes(index(BY_OBJECT, OBJECT_UID, CREATED_KEY)?)
+        .global_secondary_indexes(index(BY_TYPE, TASK_TYPE, CREATED_KEY)?)
         .send()
         .await;
     match tasks {

@@ -96,6 +96,28 @@ string_enum!(
     }
 );
 
+impl TaskType {
+    /// The task types a mutation of the API creates (the API sends to these queues).
+    pub const FROM_API: &'static [TaskType] = &[
+        TaskType::PostCreate,
+        TaskType::PostUpdate,
+        TaskType::PostDelete,
+        TaskType::BatchDelete,
+        TaskType::AvailabilityUpdate,
+        TaskType::AvailabilityDelete,
+    ];
+
+    /// The child task types this type's worker creates (the queues it sends to).
+    pub fn children(self) -> &'static [TaskType] {
+        match self {
+            TaskType::BatchDelete => &[TaskType::PostDelete],
+            TaskType::AvailabilityUpdate => &[TaskType::PostUpdateAvailability],
+            TaskType::AvailabilityDelete => &[TaskType::PostDeleteAvailability],
+            _ => &[],
+        }
+    }
+}
+
 impl TaskStatus {
     pub fn is_terminal(self) -> bool {
         matches!(self, TaskStatus::Complete | TaskStatus::Failed)
