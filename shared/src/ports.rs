@@ -13,8 +13,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::domain::{
-    Availability, ContentObject, Message, ObjectType, Relationship, Task, TaskId, TaskMessage,
-    TaskStatus, TaskType, Timestamp,
+    Availability, ContentObject, Deletion, Message, ObjectType, Progress, Relationship, Task,
+    TaskId, TaskMessage, TaskStatus, TaskType, Timestamp,
 };
 
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -116,6 +116,32 @@ pub enum ObjectOp {
     },
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AvailabilityOp {
+    /// Puts `availability` (whose `version` is the new one) if the stored item matches `expect`.
+    Put {
+        availability: Availability,
+        expect: Expect,
+    },
+    /// Deletes the availability item (not its links: its fan-out removes those).
+    Delete { uid: String, expect: Expect },
+}
+
+impl AvailabilityOp {
+    pub fn uid(&self) -> &str {
+        match self {
+            AvailabilityOp::Put { availability, .. } => &availability.uid,
+            AvailabilityOp::Delete { uid, .. } => uid,
+        }
+    }
+
+    pub fn expect(&self) -> Expect {
+        match self {
+            AvailabilityOp::Put { expect, .. } | AvailabilityOp::Delete { expect, .. } => *expect,
+        }
+    }
+}
+
 /// `scope` is an object type name or `Availability`: external ids are unique per type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExternalIdOp {
@@ -132,11 +158,27 @@ pub enum ExternalIdOp {
     },
 }
 
+impl ExternalIdOp {
+    /// The external id a deletion of `object` frees, if it freed one.
+    pub fn released_by(object: &ContentObject, deletion: Deletion) -> Vec<ExternalIdOp> {
+        match deletion {
+            Deletion::Object {
+                released_external_id: Some(external_id),
+            } => vec![ExternalIdOp::Release {
+                scope: object.object_type.as_str().to_owned(),
+                external_id,
+                uid: object.uid.clone(),
+            }],
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// One all-or-nothing write (a DynamoDB `TransactWriteItems`). At most 100 items in all.
 #[derive(Debug, Clone, Default)]
 pub struct ContentWrite {
     pub objects: Vec<ObjectOp>,
-    pub availability: Option<(Availability, Expect)>,
+    pub availability: Option<AvailabilityOp>,
     pub external_ids: Vec<ExternalIdOp>,
     /// (edge, true = put / false = delete); unconditional and idempotent.
     pub edges: Vec<(Edge, bool)>,
@@ -216,28 +258,37 @@ pub trait ContentStore: Send + Sync {
 #[derive(Debug, Clone, Default)]
 pub struct TaskQuery {
     pub status: Option<TaskStatus>,
+    pub object_uid: Option<String>,
+    pub task_type: Option<TaskType>,
     pub order: Order,
     pub limit: usize,
     pub cursor: Option<Cursor>,
 }
 
 /// A conditional change of one task: it applies only if the task is still in `expect_status`
-/// with exactly `expect_message_count` messages appended, so a late or duplicate worker cannot
-/// move it backwards or write a message twice.
+/// with exactly `expect_message_count` messages appended and `expect_step` checkpoints written,
+/// so a late or duplicate worker cannot move it backwards, write a message twice or advance a
+/// fan-out from a point another delivery has already left.
 #[derive(Debug, Clone)]
 pub struct TaskUpdate {
     pub expect_status: TaskStatus,
     pub expect_message_count: u32,
+    pub expect_step: u32,
     pub status: TaskStatus,
     pub append: Vec<Message>,
     pub updated_at: Timestamp,
     pub expires_at: Option<Timestamp>,
+    /// A new checkpoint (its `step` is `expect_step + 1`).
+    pub progress: Option<Progress>,
 }
 
 #[async_trait]
 pub trait TaskStore: Send + Sync {
     /// `None` for unknown and for expired tasks (`expires_at <= now`): TTL deletion is late.
     async fn get_task(&self, task_id: TaskId, now: Timestamp) -> Result<Option<Task>, StoreError>;
+    /// The live ones of `task_ids` (missing and expired ones are absent); order is not kept.
+    async fn get_tasks(&self, task_ids: &[TaskId], now: Timestamp)
+    -> Result<Vec<Task>, StoreError>;
     /// Live tasks only, newest first unless `Asc`; pages are full unless it is the last one.
     async fn list_tasks(&self, query: &TaskQuery, now: Timestamp)
     -> Result<Page<Task>, StoreError>;

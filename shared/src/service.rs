@@ -4,16 +4,21 @@
 use tracing::{error, instrument};
 
 use crate::domain::{
-    ALWAYS, Availability, ContentObject, DEFAULT_LANGUAGE, ObjectType, Relationship, Task, TaskId,
-    TaskStatus, TaskType, Timestamp, Unlinked, new_uid,
+    ALWAYS, Availability, ContentObject, DEFAULT_LANGUAGE, DeleteEntry, ObjectType, Relationship,
+    Task, TaskId, TaskStatus, TaskType, Timestamp, Unlinked, Window, new_uid,
 };
 use crate::engine::Deps;
 use crate::ports::{
-    ContentWrite, Cursor, Edge, Expect, ExternalIdOp, ObjectOp, Order, Page, StoreError, TaskQuery,
+    AvailabilityOp, ContentWrite, Cursor, Edge, Expect, ExternalIdOp, ObjectOp, Order, Page,
+    StoreError, TaskQuery,
 };
 
 pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 100;
+/// Entries of one `batchDeleteObjects`.
+pub const MAX_BATCH_DELETE: usize = 100;
+/// The `object_uid` of every batch delete task, as in Skylark.
+pub const BATCH_DELETE: &str = "BATCH_DELETE";
 /// Links and unlinks in one mutation: they share one transaction with the object and its task.
 pub const MAX_LINKS: usize = 50;
 const MAX_TEXT: usize = 64 * 1024;
@@ -91,6 +96,15 @@ pub struct Selector {
     pub external_id: Option<String>,
 }
 
+impl Selector {
+    pub fn uid(uid: &str) -> Self {
+        Selector {
+            uid: Some(uid.to_owned()),
+            external_id: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Written {
     pub object: ContentObject,
@@ -108,6 +122,8 @@ pub struct Deleted {
 #[derive(Debug, Clone)]
 pub struct TaskListQuery {
     pub status: Option<TaskStatus>,
+    pub object_uid: Option<String>,
+    pub task_type: Option<String>,
     pub limit: Option<i32>,
     pub next_token: Option<String>,
     pub order: Order,
@@ -521,33 +537,14 @@ impl Service {
             let mut object = current.clone();
             object.version = current.version + 1;
             object.updated_at = now;
-            let mut external_ids = Vec::new();
-            let task_type = match &language {
-                Some(language) => {
-                    if object.translation(language).is_none() {
-                        return Err(ServiceError::NotFound(format!(
-                            "{object_type} `{uid}` has no `{language}` translation"
-                        )));
-                    }
-                    object.translations.retain(|t| t.language != *language);
-                    if object.translations.is_empty() {
-                        TaskType::PostDelete
-                    } else {
-                        TaskType::PostUpdate
-                    }
-                }
-                None => TaskType::PostDelete,
+            let Some(deletion) = object.apply_delete(language.as_deref()) else {
+                return Err(ServiceError::NotFound(format!(
+                    "{object_type} `{uid}` has no `{}` translation",
+                    language.as_deref().unwrap_or_default()
+                )));
             };
-            if task_type == TaskType::PostDelete {
-                object.deleted = true;
-                if let Some(external_id) = object.external_id.take() {
-                    external_ids.push(ExternalIdOp::Release {
-                        scope: object_type.as_str().to_owned(),
-                        external_id,
-                        uid: uid.clone(),
-                    });
-                }
-            }
+            let task_type = deletion.task_type();
+            let external_ids = ExternalIdOp::released_by(&object, deletion);
             let task = Task::new_queued(task_type, uid.clone(), now);
             match self
                 .deps
@@ -733,12 +730,27 @@ impl Service {
         })
     }
 
-    #[instrument(skip(self, input), err(Debug))]
-    pub async fn create_availability(&self, input: AvailabilityInput) -> Result<Availability> {
+    /// Checks an availability input's fields; returns its `start` and `end`, parsed.
+    fn validate_availability(
+        input: &AvailabilityInput,
+    ) -> Result<(Option<Timestamp>, Option<Timestamp>)> {
         check_len("external_id", &input.external_id, MAX_ID)?;
         check_len("slug", &input.slug, MAX_ID)?;
         check_len("title", &input.title, MAX_TEXT)?;
         check_len("timezone", &input.timezone, MAX_ID)?;
+        match input.external_id.as_deref() {
+            Some("") => {
+                return Err(ServiceError::Validation(
+                    "external_id must not be empty".to_owned(),
+                ));
+            }
+            Some(ALWAYS) => {
+                return Err(ServiceError::ExternalId(
+                    "external_id `always` belongs to the built-in availability".to_owned(),
+                ));
+            }
+            _ => {}
+        }
         let parse = |what: &str, value: &Option<String>| -> Result<Option<Timestamp>> {
             value
                 .as_deref()
@@ -751,18 +763,23 @@ impl Service {
                 })
                 .transpose()
         };
-        let window =
-            Availability::default_window(parse("start", &input.start)?, parse("end", &input.end)?);
+        Ok((parse("start", &input.start)?, parse("end", &input.end)?))
+    }
+
+    fn check_window(window: &Window) -> Result<()> {
         if window.start >= window.end {
             return Err(ServiceError::Validation(
                 "start must be before end".to_owned(),
             ));
         }
-        if input.external_id.as_deref() == Some(ALWAYS) {
-            return Err(ServiceError::ExternalId(
-                "external_id `always` belongs to the built-in availability".to_owned(),
-            ));
-        }
+        Ok(())
+    }
+
+    #[instrument(skip(self, input), err(Debug))]
+    pub async fn create_availability(&self, input: AvailabilityInput) -> Result<Availability> {
+        let (start, end) = Self::validate_availability(&input)?;
+        let window = Availability::default_window(start, end);
+        Self::check_window(&window)?;
         let now = self.now();
         let availability = Availability {
             uid: new_uid(),
@@ -787,12 +804,179 @@ impl Service {
         self.deps
             .content
             .write(ContentWrite {
-                availability: Some((availability.clone(), Expect::Absent)),
+                availability: Some(AvailabilityOp::Put {
+                    availability: availability.clone(),
+                    expect: Expect::Absent,
+                }),
                 external_ids,
                 ..ContentWrite::default()
             })
             .await?;
         Ok(availability)
+    }
+
+    /// Changes the availability's own fields now; its `availability_update` task then refreshes
+    /// the window on every object linked to it.
+    #[instrument(skip(self, input), err(Debug))]
+    pub async fn update_availability(
+        &self,
+        selector: Selector,
+        input: AvailabilityInput,
+    ) -> Result<(Availability, TaskId)> {
+        let (start, end) = Self::validate_availability(&input)?;
+        let uid = self.get_availability(selector).await?.uid;
+        Self::refuse_always(&uid, "changed")?;
+        for _ in 0..MAX_CONFLICTS {
+            let current = self.get_availability(Selector::uid(&uid)).await?;
+            let now = self.now();
+            let mut availability = current.clone();
+            availability.window = Window {
+                start: start.unwrap_or(current.window.start),
+                end: end.unwrap_or(current.window.end),
+            };
+            Self::check_window(&availability.window)?;
+            if input.title.is_some() {
+                availability.title.clone_from(&input.title);
+            }
+            if input.slug.is_some() {
+                availability.slug.clone_from(&input.slug);
+            }
+            if input.timezone.is_some() {
+                availability.timezone.clone_from(&input.timezone);
+            }
+            let mut external_ids = Vec::new();
+            if let Some(new_id) = &input.external_id
+                && availability.external_id.as_ref() != Some(new_id)
+            {
+                if let Some(old) = availability.external_id.take() {
+                    external_ids.push(ExternalIdOp::Release {
+                        scope: AVAILABILITY_SCOPE.to_owned(),
+                        external_id: old,
+                        uid: uid.clone(),
+                    });
+                }
+                external_ids.push(ExternalIdOp::Claim {
+                    scope: AVAILABILITY_SCOPE.to_owned(),
+                    external_id: new_id.clone(),
+                    uid: uid.clone(),
+                });
+                availability.external_id = Some(new_id.clone());
+            }
+            availability.updated_at = now;
+            availability.version = current.version + 1;
+            let task = Task::new_queued(TaskType::AvailabilityUpdate, uid.clone(), now);
+            let write = ContentWrite {
+                availability: Some(AvailabilityOp::Put {
+                    availability: availability.clone(),
+                    expect: Expect::Version(current.version),
+                }),
+                external_ids,
+                new_tasks: vec![task.clone()],
+                ..ContentWrite::default()
+            };
+            match self.deps.content.write(write).await {
+                Ok(()) => {
+                    self.enqueue(&task).await;
+                    return Ok((availability, task.task_id));
+                }
+                Err(StoreError::ConditionFailed(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Internal(StoreError::ConditionFailed(
+            "the availability kept changing; try again".to_owned(),
+        )))
+    }
+
+    /// Deletes the availability now (it can no longer be linked); its `availability_delete` task
+    /// then removes it from every object linked to it.
+    #[instrument(skip(self), err(Debug))]
+    pub async fn delete_availability(&self, selector: Selector) -> Result<Deleted> {
+        let uid = self.get_availability(selector).await?.uid;
+        Self::refuse_always(&uid, "deleted")?;
+        for _ in 0..MAX_CONFLICTS {
+            let current = self.get_availability(Selector::uid(&uid)).await?;
+            let task = Task::new_queued(TaskType::AvailabilityDelete, uid.clone(), self.now());
+            let write = ContentWrite {
+                availability: Some(AvailabilityOp::Delete {
+                    uid: uid.clone(),
+                    expect: Expect::Version(current.version),
+                }),
+                external_ids: current
+                    .external_id
+                    .map(|external_id| ExternalIdOp::Release {
+                        scope: AVAILABILITY_SCOPE.to_owned(),
+                        external_id,
+                        uid: uid.clone(),
+                    })
+                    .into_iter()
+                    .collect(),
+                new_tasks: vec![task.clone()],
+                ..ContentWrite::default()
+            };
+            match self.deps.content.write(write).await {
+                Ok(()) => {
+                    self.enqueue(&task).await;
+                    return Ok(Deleted {
+                        uid,
+                        language: None,
+                        task_id: task.task_id,
+                    });
+                }
+                Err(StoreError::ConditionFailed(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Internal(StoreError::ConditionFailed(
+            "the availability kept changing; try again".to_owned(),
+        )))
+    }
+
+    fn refuse_always(uid: &str, verb: &str) -> Result<()> {
+        if uid == ALWAYS {
+            return Err(ServiceError::Validation(format!(
+                "the built-in availability `always` cannot be {verb}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Queues one `batch_delete` task for up to `MAX_BATCH_DELETE` entries; nothing is deleted
+    /// until it runs. Repeated entries count once.
+    #[instrument(skip(self, entries), fields(entries = entries.len()), err(Debug))]
+    pub async fn batch_delete(&self, entries: Vec<DeleteEntry>) -> Result<Deleted> {
+        if entries.is_empty() || entries.len() > MAX_BATCH_DELETE {
+            return Err(ServiceError::Validation(format!(
+                "batchDeleteObjects takes 1 to {MAX_BATCH_DELETE} objects, not {}",
+                entries.len()
+            )));
+        }
+        let mut unique: Vec<DeleteEntry> = Vec::with_capacity(entries.len());
+        for entry in entries {
+            check_len("uid", &Some(entry.uid.clone()), MAX_ID)?;
+            if entry.uid.is_empty() {
+                return Err(ServiceError::Validation("uid must not be empty".to_owned()));
+            }
+            check_language(entry.language.as_deref())?;
+            if !unique.contains(&entry) {
+                unique.push(entry);
+            }
+        }
+        let mut task = Task::new_queued(TaskType::BatchDelete, BATCH_DELETE, self.now());
+        task.entries = unique;
+        self.deps
+            .content
+            .write(ContentWrite {
+                new_tasks: vec![task.clone()],
+                ..ContentWrite::default()
+            })
+            .await?;
+        self.enqueue(&task).await;
+        Ok(Deleted {
+            uid: BATCH_DELETE.to_owned(),
+            language: None,
+            task_id: task.task_id,
+        })
     }
 
     pub async fn get_availability(&self, selector: Selector) -> Result<Availability> {
@@ -839,12 +1023,27 @@ impl Service {
 
     pub async fn list_tasks(&self, query: TaskListQuery) -> Result<Page<Task>> {
         let limit = page_limit(query.limit)?;
+        let task_type = query
+            .task_type
+            .as_deref()
+            .map(|name| {
+                name.parse::<TaskType>().map_err(|_| {
+                    let known: Vec<&str> = TaskType::ALL.iter().map(|t| t.as_str()).collect();
+                    ServiceError::Validation(format!(
+                        "task_type `{name}` is not one of {}",
+                        known.join(", ")
+                    ))
+                })
+            })
+            .transpose()?;
         Ok(self
             .deps
             .tasks
             .list_tasks(
                 &TaskQuery {
                     status: query.status,
+                    object_uid: query.object_uid,
+                    task_type,
                     order: query.order,
                     limit,
                     cursor: cursor(query.next_token),

@@ -104,6 +104,7 @@ async fn a_rerun_after_a_crash_appends_only_the_missing_messages() {
             TaskUpdate {
                 expect_status: TaskStatus::Queued,
                 expect_message_count: 0,
+                expect_step: 0,
                 status: TaskStatus::InProgress,
                 append: vec![
                     Message::Borrowed("Job started"),
@@ -112,6 +113,7 @@ async fn a_rerun_after_a_crash_appends_only_the_missing_messages() {
                 ],
                 updated_at: now,
                 expires_at: None,
+                progress: None,
             },
         )
         .await
@@ -146,10 +148,12 @@ async fn a_complete_task_never_moves_back() {
                 TaskUpdate {
                     expect_status,
                     expect_message_count: 5,
+                    expect_step: 0,
                     status,
                     append: vec![Message::Borrowed("late")],
                     updated_at: h.clock.now(),
                     expires_at: None,
+                    progress: None,
                 },
             )
             .await;

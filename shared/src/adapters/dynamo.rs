@@ -16,12 +16,12 @@ use tracing::instrument;
 
 use super::keys::{self, *};
 use crate::domain::{
-    Availability, ContentObject, Message, ObjectType, Relationship, Task, TaskId, TaskStatus,
-    TaskType, Timestamp, Unlinked,
+    Availability, ContentObject, DeleteEntry, Message, ObjectType, Progress, Relationship, Task,
+    TaskId, TaskStatus, TaskType, Timestamp, Unlinked,
 };
 use crate::ports::{
-    ContentStore, ContentWrite, Cursor, Edge, Expect, ExternalIdOp, ObjectOp, Order, Page,
-    StoreError, TaskQuery, TaskStore, TaskUpdate,
+    AvailabilityOp, ContentStore, ContentWrite, Cursor, Edge, Expect, ExternalIdOp, ObjectOp,
+    Order, Page, StoreError, TaskQuery, TaskStore, TaskUpdate,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -86,6 +86,17 @@ struct TaskItem {
     expires_at: Option<i64>,
     #[serde(default)]
     unlinked: Vec<Unlinked>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parent: Option<TaskId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    entries: Vec<DeleteEntry>,
+    /// The fan-out checkpoint, top-level so updates can be conditional on `step`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cursor: Option<String>,
+    #[serde(default)]
+    queued: u64,
+    #[serde(default)]
+    step: u32,
     all: String,
     created_key: String,
 }
@@ -103,6 +114,11 @@ impl From<&Task> for TaskItem {
             message_count: t.message_count,
             expires_at: t.expires_at.map(Timestamp::secs),
             unlinked: t.unlinked.clone(),
+            parent: t.parent,
+            entries: t.entries.clone(),
+            cursor: t.progress.cursor.clone(),
+            queued: t.progress.queued,
+            step: t.progress.step,
             all: ALL_TASKS.to_owned(),
             created_key: created_key(t.created_at, t.task_id),
         }
@@ -122,6 +138,13 @@ impl From<TaskItem> for Task {
             message_count: i.message_count,
             expires_at: i.expires_at.map(Timestamp::from_secs),
             unlinked: i.unlinked,
+            parent: i.parent,
+            entries: i.entries,
+            progress: Progress {
+                cursor: i.cursor,
+                queued: i.queued,
+                step: i.step,
+            },
         }
     }
 }
@@ -264,7 +287,7 @@ impl DynamoStore {
     }
 
     /// BatchGetItem in chunks of 100, retrying unprocessed keys.
-    async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+    async fn batch_get(&self, table: &str, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
         let mut found = Vec::new();
         for chunk in keys.chunks(100) {
             let mut pending = chunk.to_vec();
@@ -278,17 +301,17 @@ impl DynamoStore {
                 let output = self
                     .client
                     .batch_get_item()
-                    .request_items(&self.tables.content, request)
+                    .request_items(table, request)
                     .send()
                     .await
                     .map_err(unavailable)?;
                 if let Some(mut responses) = output.responses
-                    && let Some(items) = responses.remove(&self.tables.content)
+                    && let Some(items) = responses.remove(table)
                 {
                     found.extend(items);
                 }
                 if let Some(mut unprocessed) = output.unprocessed_keys
-                    && let Some(rest) = unprocessed.remove(&self.tables.content)
+                    && let Some(rest) = unprocessed.remove(table)
                 {
                     pending = rest.keys;
                     tokio::time::sleep(backoff).await;
@@ -422,7 +445,27 @@ impl DynamoStore {
                 }
             }
         }
-        if let Some((availability, expect)) = write.availability {
+        if let Some(AvailabilityOp::Delete { uid, expect }) = &write.availability {
+            let (condition, names, value) = expect_condition(*expect, PK);
+            let delete = Delete::builder()
+                .table_name(&content)
+                .key(PK, s(availability_pk(uid)))
+                .key(SK, s(AVAILABILITY_SK))
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(
+                    value.map(|v| HashMap::from([(":version".to_owned(), v)])),
+                )
+                .build()
+                .map_err(unavailable)?;
+            items.push(TransactWriteItem::builder().delete(delete).build());
+            parts.push(Part::Availability(uid.clone()));
+        }
+        if let Some(AvailabilityOp::Put {
+            availability,
+            expect,
+        }) = write.availability
+        {
             let uid = availability.uid.clone();
             let item = to_item(&AvailabilityItem {
                 pk: availability_pk(&availability.uid),
@@ -547,7 +590,7 @@ impl ContentStore for DynamoStore {
                 ])
             })
             .collect();
-        self.batch_get(keys)
+        self.batch_get(&self.tables.content, keys)
             .await?
             .into_iter()
             .map(|item| from_item::<ObjectItem>(item).map(|i| i.object))
@@ -613,7 +656,7 @@ impl ContentStore for DynamoStore {
                 }
             }
         }
-        for item in self.batch_get(keys).await? {
+        for item in self.batch_get(&self.tables.content, keys).await? {
             found.push(from_item::<AvailabilityItem>(item)?.availability);
         }
         Ok(found)
@@ -759,6 +802,20 @@ impl ContentStore for DynamoStore {
     }
 }
 
+/// The index a task listing reads: the most selective filter it has (an object's tasks are
+/// few, a type's many, a status's most), or every task by creation time.
+fn task_index(query: &TaskQuery) -> (&'static str, &'static str, String) {
+    if let Some(uid) = &query.object_uid {
+        (BY_OBJECT, OBJECT_UID, uid.clone())
+    } else if let Some(task_type) = query.task_type {
+        (BY_TYPE, TASK_TYPE, task_type.as_str().to_owned())
+    } else if let Some(status) = query.status {
+        (BY_STATUS, STATUS, status.as_str().to_owned())
+    } else {
+        (BY_CREATED, ALL, ALL_TASKS.to_owned())
+    }
+}
+
 impl DynamoStore {
     async fn query_tasks(
         &self,
@@ -767,21 +824,36 @@ impl DynamoStore {
         start: Option<Item>,
         limit: usize,
     ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
-        let (index, partition_attr, partition) = match query.status {
-            Some(status) => (BY_STATUS, STATUS, status.as_str().to_owned()),
-            None => (BY_CREATED, ALL, ALL_TASKS.to_owned()),
-        };
-        let output = self
+        let (index, partition_attr, partition) = task_index(query);
+        let mut filter = "(attribute_not_exists(#exp) OR #exp > :now)".to_owned();
+        let mut request = self
             .client
             .query()
             .table_name(&self.tables.tasks)
             .index_name(index)
             .key_condition_expression("#p = :p")
-            .filter_expression("attribute_not_exists(#exp) OR #exp > :now")
             .expression_attribute_names("#p", partition_attr)
             .expression_attribute_names("#exp", EXPIRES_AT)
             .expression_attribute_values(":p", s(partition))
-            .expression_attribute_values(":now", n(now.secs()))
+            .expression_attribute_values(":now", n(now.secs()));
+        // The filters the index did not take.
+        let filters = [
+            (STATUS, query.status.map(|v| v.as_str().to_owned())),
+            (OBJECT_UID, query.object_uid.clone()),
+            (TASK_TYPE, query.task_type.map(|v| v.as_str().to_owned())),
+        ];
+        for (i, (attr, value)) in filters.into_iter().enumerate() {
+            if let Some(value) = value
+                && attr != partition_attr
+            {
+                filter.push_str(&format!(" AND #f{i} = :f{i}"));
+                request = request
+                    .expression_attribute_names(format!("#f{i}"), attr)
+                    .expression_attribute_values(format!(":f{i}"), s(value));
+            }
+        }
+        let output = request
+            .filter_expression(filter)
             .set_exclusive_start_key(start)
             .limit(i32::try_from(limit).unwrap_or(i32::MAX))
             .scan_index_forward(query.order == Order::Asc)
@@ -816,15 +888,35 @@ impl TaskStore for DynamoStore {
     /// `Limit` applies before the expiry filter, so this keeps asking for what is still missing
     /// until the page is full or the index ends.
     #[instrument(skip(self), err)]
+    #[instrument(skip(self, task_ids), fields(count = task_ids.len()), err)]
+    async fn get_tasks(
+        &self,
+        task_ids: &[TaskId],
+        now: Timestamp,
+    ) -> Result<Vec<Task>, StoreError> {
+        let mut unique = task_ids.to_vec();
+        unique.sort();
+        unique.dedup();
+        let keys = unique
+            .into_iter()
+            .map(|id| HashMap::from([(TASK_ID.to_owned(), s(id.to_string()))]))
+            .collect();
+        let mut tasks = Vec::new();
+        for item in self.batch_get(&self.tables.tasks, keys).await? {
+            let task = Task::from(from_item::<TaskItem>(item)?);
+            if !task.is_expired(now) {
+                tasks.push(task);
+            }
+        }
+        Ok(tasks)
+    }
+
     async fn list_tasks(
         &self,
         query: &TaskQuery,
         now: Timestamp,
     ) -> Result<Page<Task>, StoreError> {
-        let (index_pk, partition) = match query.status {
-            Some(status) => (STATUS, status.as_str().to_owned()),
-            None => (ALL, ALL_TASKS.to_owned()),
-        };
+        let (_, index_pk, partition) = task_index(query);
         let mut start = decode_cursor(
             query.cursor.as_ref(),
             &[TASK_ID, index_pk, CREATED_KEY],
@@ -864,8 +956,10 @@ impl TaskStore for DynamoStore {
             .table_name(&self.tables.tasks)
             .key(TASK_ID, s(task_id.to_string()))
             .condition_expression(
-                "attribute_exists(#id) AND #status = :expect_status AND #mc = :expect_count",
+                "attribute_exists(#id) AND #status = :expect_status AND #mc = :expect_count AND #step = :expect_step",
             )
+            .expression_attribute_names("#step", "step")
+            .expression_attribute_values(":expect_step", n(update.expect_step))
             .expression_attribute_names("#id", TASK_ID)
             .expression_attribute_names("#status", STATUS)
             .expression_attribute_names("#mc", "message_count")
@@ -885,6 +979,23 @@ impl TaskStore for DynamoStore {
                 .expression_attribute_names("#exp", EXPIRES_AT)
                 .expression_attribute_values(":exp", n(expires_at.secs()));
         }
+        let mut remove = String::new();
+        if let Some(progress) = update.progress {
+            expression.push_str(", #step = :step, #queued = :queued");
+            request = request
+                .expression_attribute_names("#queued", "queued")
+                .expression_attribute_names("#cursor", "cursor")
+                .expression_attribute_values(":step", n(progress.step))
+                .expression_attribute_values(":queued", n(progress.queued));
+            match progress.cursor {
+                Some(cursor) => {
+                    expression.push_str(", #cursor = :cursor");
+                    request = request.expression_attribute_values(":cursor", s(cursor));
+                }
+                None => remove.push_str(" REMOVE #cursor"),
+            }
+        }
+        expression.push_str(&remove);
         match request.update_expression(expression).send().await {
             Ok(output) => {
                 let item = output.attributes.ok_or_else(|| {
@@ -898,8 +1009,8 @@ impl TaskStore for DynamoStore {
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
                 Err(StoreError::ConditionFailed(format!(
-                    "task {task_id} is not {} with {} messages",
-                    update.expect_status, update.expect_message_count
+                    "task {task_id} is not {} with {} messages at step {}",
+                    update.expect_status, update.expect_message_count, update.expect_step
                 )))
             }
             Err(err) => Err(unavailable(err)),

@@ -11,8 +11,8 @@ use crate::domain::{
     Availability, ContentObject, ObjectType, Relationship, Task, TaskId, TaskStatus, Timestamp,
 };
 use crate::ports::{
-    ContentStore, ContentWrite, Cursor, Edge, Expect, ExternalIdOp, ObjectOp, Order, Page,
-    StoreError, TaskQuery, TaskStore, TaskUpdate,
+    AvailabilityOp, ContentStore, ContentWrite, Cursor, Edge, Expect, ExternalIdOp, ObjectOp,
+    Order, Page, StoreError, TaskQuery, TaskStore, TaskUpdate,
 };
 
 #[derive(Default)]
@@ -117,16 +117,9 @@ impl State {
             let found = self.objects.get(uid).map(|o| o.version);
             Self::check_expect(found, expect, &format!("object {uid}"))?;
         }
-        if let Some((availability, expect)) = &write.availability {
-            let found = self
-                .availabilities
-                .get(&availability.uid)
-                .map(|a| a.version);
-            Self::check_expect(
-                found,
-                *expect,
-                &format!("availability {}", availability.uid),
-            )?;
+        if let Some(op) = &write.availability {
+            let found = self.availabilities.get(op.uid()).map(|a| a.version);
+            Self::check_expect(found, op.expect(), &format!("availability {}", op.uid()))?;
         }
         for op in &write.external_ids {
             match op {
@@ -180,9 +173,15 @@ impl State {
                 }
             }
         }
-        if let Some((availability, _)) = write.availability {
-            self.availabilities
-                .insert(availability.uid.clone(), availability);
+        match write.availability {
+            Some(AvailabilityOp::Put { availability, .. }) => {
+                self.availabilities
+                    .insert(availability.uid.clone(), availability);
+            }
+            Some(AvailabilityOp::Delete { uid, .. }) => {
+                self.availabilities.remove(&uid);
+            }
+            None => {}
         }
         for op in write.external_ids {
             match op {
@@ -409,6 +408,18 @@ impl TaskStore for MemoryStore {
             .cloned())
     }
 
+    async fn get_tasks(
+        &self,
+        task_ids: &[TaskId],
+        now: Timestamp,
+    ) -> Result<Vec<Task>, StoreError> {
+        let st = self.state.lock();
+        Ok(task_ids
+            .iter()
+            .filter_map(|id| st.tasks.get(id).filter(|t| !t.is_expired(now)).cloned())
+            .collect())
+    }
+
     async fn list_tasks(
         &self,
         query: &TaskQuery,
@@ -418,7 +429,14 @@ impl TaskStore for MemoryStore {
             query.cursor.as_ref().map(Cursor::decode).transpose()?;
         let st = self.state.lock();
         let live = |key: &(Timestamp, TaskId)| {
-            st.tasks.get(&key.1).filter(|t| !t.is_expired(now)).cloned()
+            st.tasks
+                .get(&key.1)
+                .filter(|t| {
+                    !t.is_expired(now)
+                        && query.object_uid.as_ref().is_none_or(|u| *u == t.object_uid)
+                        && query.task_type.is_none_or(|ty| ty == t.task_type)
+                })
+                .cloned()
         };
         let desc = query.order == Order::Desc;
         let keys: Box<dyn Iterator<Item = (Timestamp, TaskId)> + '_> = match query.status {
@@ -470,11 +488,18 @@ impl TaskStore for MemoryStore {
                 "task {task_id} does not exist"
             )));
         };
-        if task.status != update.expect_status || task.message_count != update.expect_message_count
+        if task.status != update.expect_status
+            || task.message_count != update.expect_message_count
+            || task.progress.step != update.expect_step
         {
             return Err(StoreError::ConditionFailed(format!(
-                "task {task_id} is {} with {} messages, expected {} with {}",
-                task.status, task.message_count, update.expect_status, update.expect_message_count
+                "task {task_id} is {} with {} messages at step {}, expected {} with {} at {}",
+                task.status,
+                task.message_count,
+                task.progress.step,
+                update.expect_status,
+                update.expect_message_count,
+                update.expect_step
             )));
         }
         let old_key = (task.status, task.created_at, task.task_id);
@@ -484,6 +509,9 @@ impl TaskStore for MemoryStore {
         task.updated_at = update.updated_at;
         if update.expires_at.is_some() {
             task.expires_at = update.expires_at;
+        }
+        if let Some(progress) = update.progress {
+            task.progress = progress;
         }
         let updated = task.clone();
         if old_key.0 != updated.status {

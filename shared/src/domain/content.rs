@@ -185,12 +185,50 @@ impl ContentObject {
         &mut self.translations[at]
     }
 
+    /// Deletes the object, or with `language` only that translation; the last translation
+    /// takes the object with it. `None` if the object has no such translation.
+    pub fn apply_delete(&mut self, language: Option<&str>) -> Option<Deletion> {
+        if let Some(language) = language {
+            self.translation(language)?;
+            self.translations.retain(|t| t.language != language);
+            if !self.translations.is_empty() {
+                return Some(Deletion::Translation);
+            }
+        }
+        self.deleted = true;
+        Some(Deletion::Object {
+            released_external_id: self.external_id.take(),
+        })
+    }
+
     pub fn status_at(&self, t: Timestamp) -> AvailabilityStatus {
         object_status(self.windows.iter().map(|w| &w.window), t)
     }
 
     pub fn is_visible(&self, t: Timestamp, ignore_availability: bool) -> bool {
         !self.deleted && (ignore_availability || self.status_at(t) == AvailabilityStatus::Active)
+    }
+}
+
+/// What `apply_delete` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deletion {
+    /// The object is now a tombstone for `post_delete`; its external id is free again.
+    Object {
+        released_external_id: Option<String>,
+    },
+    /// Only a translation went; the object lives on.
+    Translation,
+}
+
+impl Deletion {
+    /// The task that follows: `post_delete` cleans up after a deleted object, `post_update`
+    /// after a lost translation.
+    pub fn task_type(&self) -> super::TaskType {
+        match self {
+            Deletion::Object { .. } => super::TaskType::PostDelete,
+            Deletion::Translation => super::TaskType::PostUpdate,
+        }
     }
 }
 

@@ -6,6 +6,7 @@ mod time;
 
 pub use content::*;
 pub use task::{
-    Message, RETENTION_SECS, Task, TaskId, TaskMessage, TaskStatus, TaskType, UnknownName, Unlinked,
+    DeleteEntry, Message, Progress, RETENTION_SECS, Task, TaskId, TaskMessage, TaskStatus,
+    TaskType, UnknownName, Unlinked,
 };
 pub use time::*;

@@ -21,6 +21,14 @@ impl TaskId {
         Self(Uuid::new_v4())
     }
 
+    /// A child task's id: a function of its parent and what it works on, so a retried fan-out
+    /// finds the children it already created instead of creating them again. Formatted as a
+    /// version-4 UUID like every other task id (the bits come from a SHA-1 name hash).
+    pub fn derived(parent: TaskId, name: &str) -> Self {
+        let hashed = Uuid::new_v5(&parent.0, name.as_bytes());
+        Self(uuid::Builder::from_random_bytes(hashed.into_bytes()).into_uuid())
+    }
+
     /// Only UUIDs are task ids; anything else is "not found", never an error of ours.
     pub fn parse(text: &str) -> Option<Self> {
         Uuid::try_parse(text.trim()).ok().map(Self)
@@ -107,14 +115,32 @@ impl TaskType {
         TaskType::AvailabilityDelete,
     ];
 
-    /// The child task types this type's worker creates (the queues it sends to).
+    /// The child task types this type's worker creates. A batch delete queues `post_delete` per
+    /// deleted object and `post_update` per object that only lost a translation.
     pub fn children(self) -> &'static [TaskType] {
         match self {
-            TaskType::BatchDelete => &[TaskType::PostDelete],
+            TaskType::BatchDelete => &[TaskType::PostDelete, TaskType::PostUpdate],
             TaskType::AvailabilityUpdate => &[TaskType::PostUpdateAvailability],
             TaskType::AvailabilityDelete => &[TaskType::PostDeleteAvailability],
             _ => &[],
         }
+    }
+
+    /// Fan-outs continue in a later delivery: their worker sends to its own queue too.
+    pub fn continues(self) -> bool {
+        matches!(
+            self,
+            TaskType::AvailabilityUpdate | TaskType::AvailabilityDelete
+        )
+    }
+
+    /// Every queue this type's worker sends to: its children's, and its own if it continues.
+    pub fn sends_to(self) -> Vec<TaskType> {
+        let mut types = self.children().to_vec();
+        if self.continues() {
+            types.push(self);
+        }
+        types
     }
 }
 
@@ -135,6 +161,39 @@ impl TaskStatus {
 
 /// Most messages are fixed texts; borrowing them keeps 100k tasks small in memory.
 pub type Message = Cow<'static, str>;
+
+/// One entry of `batchDeleteObjects`: the object, or with `language` only that translation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DeleteEntry {
+    pub uid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+}
+
+impl DeleteEntry {
+    /// What the child task created for this entry is derived from.
+    pub fn child_name(&self) -> String {
+        match &self.language {
+            Some(language) => format!("{}#{language}", self.uid),
+            None => self.uid.clone(),
+        }
+    }
+}
+
+/// Where a fan-out stands, kept on its task so a later delivery continues from there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The store's cursor into the availability's linked objects; `None` at the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// Children queued so far.
+    #[serde(default)]
+    pub queued: u64,
+    /// How many checkpoints were written: every update of a checkpointed task is conditional on
+    /// it, so two deliveries cannot both advance from the same point.
+    #[serde(default)]
+    pub step: u32,
+}
 
 /// A relationship a `post_update` must take off the other side (the object's own side is gone already).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,6 +218,12 @@ pub struct Task {
     pub expires_at: Option<Timestamp>,
     /// Relationships removed by the mutation, for `post_update` to mirror.
     pub unlinked: Vec<Unlinked>,
+    /// The task that queued this one (fan-out children and batch deletes' `post_delete`s).
+    pub parent: Option<TaskId>,
+    /// A batch delete's entries.
+    pub entries: Vec<DeleteEntry>,
+    /// A fan-out's checkpoint.
+    pub progress: Progress,
 }
 
 impl Task {
@@ -174,7 +239,25 @@ impl Task {
             message_count: 0,
             expires_at: None,
             unlinked: Vec::new(),
+            parent: None,
+            entries: Vec::new(),
+            progress: Progress::default(),
         }
+    }
+
+    /// A child of `parent` working on `object_uid`, with an id derived from both (`name`
+    /// distinguishes several children per object, such as one per translation).
+    pub fn new_child(
+        parent: &Task,
+        task_type: TaskType,
+        object_uid: impl Into<String>,
+        name: &str,
+        now: Timestamp,
+    ) -> Self {
+        let mut task = Task::new_queued(task_type, object_uid, now);
+        task.task_id = TaskId::derived(parent.task_id, name);
+        task.parent = Some(parent.task_id);
+        task
     }
 
     pub fn is_expired(&self, now: Timestamp) -> bool {
@@ -221,6 +304,17 @@ mod tests {
         assert!(body.contains("\"task_type\":\"post_create\""));
         let back: TaskMessage = serde_json::from_str(&body).expect("parse");
         assert_eq!(back, task.queue_message());
+    }
+
+    #[test]
+    fn derived_ids_are_stable_v4_and_distinct() {
+        let parent = TaskId::random();
+        let a = TaskId::derived(parent, "01OBJECT");
+        assert_eq!(a, TaskId::derived(parent, "01OBJECT"));
+        assert_ne!(a, TaskId::derived(parent, "01OTHER"));
+        assert_ne!(a, TaskId::derived(TaskId::random(), "01OBJECT"));
+        assert_eq!(a.0.get_version_num(), 4);
+        assert_eq!(TaskId::parse(&a.to_string()), Some(a));
     }
 
     #[test]

@@ -99,9 +99,13 @@ impl Worker {
             return RecordResult::Retry;
         }
         match self.engine.run(&message).await {
-            Ok(Outcome::Completed | Outcome::Failed | Outcome::AlreadyDone | Outcome::Unknown) => {
-                RecordResult::Done
-            }
+            Ok(
+                Outcome::Completed
+                | Outcome::Failed
+                | Outcome::Continued
+                | Outcome::AlreadyDone
+                | Outcome::Unknown,
+            ) => RecordResult::Done,
             Err(e) => {
                 warn!(error = %e, source = ?std::error::Error::source(&e), "transient failure; record left for redelivery");
                 RecordResult::Retry

@@ -13,7 +13,7 @@ pub use batch::{Worker, WorkerError};
 pub use poller::{Poller, sqs_event};
 
 use crate::domain::{Message, RETENTION_SECS, Task, TaskMessage, TaskStatus};
-use crate::ports::{Clock, ContentStore, StoreError, TaskQueue, TaskStore, TaskUpdate};
+use crate::ports::{Clock, ContentStore, QueueError, StoreError, TaskQueue, TaskStore, TaskUpdate};
 
 /// Everything the service and the processors use, composed once at start-up.
 #[derive(Clone)]
@@ -29,6 +29,9 @@ pub enum TaskError {
     /// Worth another delivery: the record goes back to the queue.
     #[error("transient failure")]
     Transient(#[from] StoreError),
+    /// A queue could not take a message: also worth another delivery.
+    #[error("transient queue failure")]
+    Queue(#[from] QueueError),
     /// The work cannot succeed: the task ends FAILED with this reason in its messages.
     #[error("{0}")]
     Failed(String),
@@ -38,26 +41,47 @@ pub enum TaskError {
 pub enum Outcome {
     Completed,
     Failed,
+    /// A fan-out saved its checkpoint and sent its own message again: a later delivery goes on.
+    Continued,
     /// A duplicate or late delivery of a task that had already ended: nothing was written.
     AlreadyDone,
     /// No live task with that id (never written, or expired): nothing to do.
     Unknown,
 }
 
-/// The messages a run plans, in order. The engine appends only those past the task's
-/// `message_count`, so a re-run after a crash writes each message once.
+/// The messages a run plans, in order, from position `base` of the task's list. The engine
+/// appends only those past the task's `message_count`, so a re-run after a crash writes each
+/// message once. A run from the start plans every message from "Job started" on; a run from a
+/// checkpoint plans those after it.
 #[derive(Debug)]
 pub struct Steps {
+    base: u32,
     messages: Vec<Message>,
 }
 
 pub const JOB_STARTED: &str = "Job started";
 
 impl Steps {
-    fn new() -> Self {
-        Steps {
-            messages: vec![Message::Borrowed(JOB_STARTED)],
+    fn for_task(task: &Task) -> Self {
+        if task.progress.step == 0 {
+            Steps {
+                base: 0,
+                messages: vec![Message::Borrowed(JOB_STARTED)],
+            }
+        } else {
+            Steps {
+                base: task.message_count,
+                messages: Vec::new(),
+            }
         }
+    }
+
+    /// The planned messages `task` does not hold yet; afterwards the plan starts at its end.
+    fn take_unwritten(&mut self, task: &Task) -> Vec<Message> {
+        let written = task.message_count.saturating_sub(self.base) as usize;
+        let messages = std::mem::take(&mut self.messages);
+        self.base += u32::try_from(messages.len()).unwrap_or(u32::MAX);
+        messages.into_iter().skip(written).collect()
     }
 
     pub fn say(&mut self, message: &'static str) {
@@ -72,13 +96,36 @@ impl Steps {
 /// How often a run re-reads and retries after losing a conditional write to a concurrent one.
 const MAX_CONFLICTS: usize = 8;
 
+/// How a fan-out walks an availability's linked objects.
+#[derive(Debug, Clone, Copy)]
+pub struct FanOutLimits {
+    /// Linked objects read, and children created, per page (one checkpoint each).
+    pub page: usize,
+    /// Pages per delivery: then the task continues in a new one, well inside a Lambda timeout.
+    pub pages_per_run: usize,
+}
+
+impl Default for FanOutLimits {
+    fn default() -> Self {
+        FanOutLimits {
+            page: 100,
+            pages_per_run: 20,
+        }
+    }
+}
+
 pub struct Engine {
     deps: Deps,
+    fan_out: FanOutLimits,
 }
 
 impl Engine {
     pub fn new(deps: Deps) -> Self {
-        Engine { deps }
+        Self::with_fan_out(deps, FanOutLimits::default())
+    }
+
+    pub fn with_fan_out(deps: Deps, fan_out: FanOutLimits) -> Self {
+        Engine { deps, fan_out }
     }
 
     pub fn deps(&self) -> &Deps {
@@ -105,6 +152,7 @@ impl Engine {
                     let start = TaskUpdate {
                         expect_status: TaskStatus::Queued,
                         expect_message_count: task.message_count,
+                        expect_step: task.progress.step,
                         status: TaskStatus::InProgress,
                         append: if task.message_count == 0 {
                             vec![Message::Borrowed(JOB_STARTED)]
@@ -113,6 +161,7 @@ impl Engine {
                         },
                         updated_at: now,
                         expires_at: None,
+                        progress: None,
                     };
                     match tasks.update_task(task.task_id, start).await {
                         Ok(started) => task = started,
@@ -126,15 +175,30 @@ impl Engine {
                 TaskStatus::InProgress => {}
             }
 
-            let mut steps = Steps::new();
-            let status = match processors::run(&self.deps, &task, &mut steps).await {
-                Ok(()) => TaskStatus::Complete,
+            let mut run = processors::Run {
+                deps: &self.deps,
+                fan_out: self.fan_out,
+                steps: Steps::for_task(&task),
+                task,
+                lost_race: false,
+            };
+            let status = match processors::run(&mut run).await {
+                Ok(processors::Flow::Done) => TaskStatus::Complete,
+                Ok(processors::Flow::Continue) => {
+                    self.deps.queue.send(&[run.task.queue_message()]).await?;
+                    return Ok(Outcome::Continued);
+                }
                 Err(TaskError::Failed(reason)) => {
-                    steps.say_owned(format!("Job failed: {reason}"));
+                    run.steps.say_owned(format!("Job failed: {reason}"));
                     TaskStatus::Failed
+                }
+                Err(TaskError::Transient(StoreError::ConditionFailed(why))) if run.lost_race => {
+                    debug!(%why, "another delivery checkpointed this task first; re-reading");
+                    continue;
                 }
                 Err(transient) => return Err(transient),
             };
+            let (task, steps) = (run.task, run.steps);
             match self.finish(&task, status, steps).await {
                 Ok(()) => {
                     return Ok(match status {
@@ -158,11 +222,10 @@ impl Engine {
         &self,
         task: &Task,
         status: TaskStatus,
-        steps: Steps,
+        mut steps: Steps,
     ) -> Result<(), StoreError> {
         let now = self.deps.clock.now();
-        let written = usize::try_from(task.message_count).unwrap_or(usize::MAX);
-        let append = steps.messages.into_iter().skip(written).collect();
+        let append = steps.take_unwritten(task);
         self.deps
             .tasks
             .update_task(
@@ -170,10 +233,12 @@ impl Engine {
                 TaskUpdate {
                     expect_status: TaskStatus::InProgress,
                     expect_message_count: task.message_count,
+                    expect_step: task.progress.step,
                     status,
                     append,
                     updated_at: now,
                     expires_at: Some(now.plus_secs(RETENTION_SECS)),
+                    progress: None,
                 },
             )
             .await

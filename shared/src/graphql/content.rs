@@ -6,10 +6,10 @@ use std::sync::Arc;
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
 
 use super::service;
-use crate::domain::{Availability, ContentObject, ObjectType, Relationship, TaskId};
+use crate::domain::{Availability, ContentObject, DeleteEntry, ObjectType, Relationship, TaskId};
 use crate::ports::Cursor;
 use crate::service::{
-    AvailabilityInput as NewAvailability, Links, ObjectInput, Selector, ServiceError,
+    AvailabilityInput as NewAvailability, Deleted, Links, ObjectInput, Selector, ServiceError,
 };
 
 /// An object as one response shows it: in one language, maybe with the task that wrote it.
@@ -67,7 +67,7 @@ impl ObjectView {
             .object_availability(&self.object, limit, next_token)
             .await?;
         Ok(AvailabilityListing::new(
-            page.items.into_iter().map(AvailabilityView).collect(),
+            page.items.into_iter().map(AvailabilityView::from).collect(),
             page.next,
         ))
     }
@@ -365,11 +365,7 @@ macro_rules! content_type {
                 let deleted = service(ctx)
                     .delete_object(ObjectType::$otype, Selector { uid, external_id }, language.as_deref())
                     .await?;
-                Ok(Some(ObjectDeleteResponse {
-                    uid: deleted.uid,
-                    language: deleted.language,
-                    task_id: deleted.task_id.to_string(),
-                }))
+                Ok(Some(deleted.into()))
             }
         }
     };
@@ -403,10 +399,23 @@ content_type!(
     relationships { seasons => Season / SeasonListing, movies => Movie / MovieListing }
 );
 
-pub struct AvailabilityView(Availability);
+/// An availability, with the task its mutation created (if it was the result of one).
+pub struct AvailabilityView(Availability, Option<TaskId>);
+
+impl From<Availability> for AvailabilityView {
+    fn from(availability: Availability) -> Self {
+        AvailabilityView(availability, None)
+    }
+}
 
 #[Object(name = "Availability", rename_fields = "snake_case")]
 impl AvailabilityView {
+    #[graphql(name = "_context")]
+    async fn context(&self) -> ObjectContext {
+        ObjectContext {
+            task_id: self.1.map(|t| t.to_string()),
+        }
+    }
     async fn uid(&self) -> &str {
         &self.0.uid
     }
@@ -463,7 +472,7 @@ impl AvailabilityQuery {
         let availability = service(ctx)
             .get_availability(Selector { uid, external_id })
             .await?;
-        Ok(Some(AvailabilityView(availability)))
+        Ok(Some(availability.into()))
     }
 
     async fn list_availability(
@@ -474,7 +483,7 @@ impl AvailabilityQuery {
     ) -> Result<Option<AvailabilityListing>> {
         let page = service(ctx).list_availability(limit, next_token).await?;
         Ok(Some(AvailabilityListing::new(
-            page.items.into_iter().map(AvailabilityView).collect(),
+            page.items.into_iter().map(AvailabilityView::from).collect(),
             page.next,
         )))
     }
@@ -491,15 +500,91 @@ impl AvailabilityMutation {
         availability: AvailabilityInput,
     ) -> Result<Option<AvailabilityView>> {
         let created = service(ctx)
-            .create_availability(NewAvailability {
-                external_id: availability.external_id,
-                title: availability.title,
-                slug: availability.slug,
-                start: availability.start,
-                end: availability.end,
-                timezone: availability.timezone,
-            })
+            .create_availability(availability.into())
             .await?;
-        Ok(Some(AvailabilityView(created)))
+        Ok(Some(created.into()))
+    }
+
+    /// Changes the availability now; its `availability_update` task (in `_context`) then
+    /// refreshes every linked object through one `post_update_availability` each.
+    async fn update_availability(
+        &self,
+        ctx: &Context<'_>,
+        uid: Option<String>,
+        external_id: Option<String>,
+        availability: AvailabilityInput,
+    ) -> Result<Option<AvailabilityView>> {
+        let (updated, task_id) = service(ctx)
+            .update_availability(Selector { uid, external_id }, availability.into())
+            .await?;
+        Ok(Some(AvailabilityView(updated, Some(task_id))))
+    }
+
+    /// Deletes the availability now; its `availability_delete` task then removes it from every
+    /// linked object through one `post_delete_availability` each.
+    async fn delete_availability(
+        &self,
+        ctx: &Context<'_>,
+        uid: Option<String>,
+        external_id: Option<String>,
+    ) -> Result<Option<ObjectDeleteResponse>> {
+        let deleted = service(ctx)
+            .delete_availability(Selector { uid, external_id })
+            .await?;
+        Ok(Some(deleted.into()))
+    }
+}
+
+#[derive(InputObject)]
+#[graphql(rename_fields = "snake_case")]
+pub struct DeleteInput {
+    uid: String,
+    /// Only this translation (the last one takes the object with it).
+    language: Option<String>,
+}
+
+#[derive(Default)]
+pub struct BatchMutation;
+
+#[Object(rename_args = "snake_case")]
+impl BatchMutation {
+    /// Deletes up to 100 objects or translations in one `batch_delete` task (`uid`
+    /// `BATCH_DELETE`), which queues a `post_delete` per deleted object.
+    async fn batch_delete_objects(
+        &self,
+        ctx: &Context<'_>,
+        objects: Vec<DeleteInput>,
+    ) -> Result<Option<ObjectDeleteResponse>> {
+        let entries = objects
+            .into_iter()
+            .map(|o| DeleteEntry {
+                uid: o.uid,
+                language: o.language,
+            })
+            .collect();
+        Ok(Some(service(ctx).batch_delete(entries).await?.into()))
+    }
+}
+
+impl From<AvailabilityInput> for NewAvailability {
+    fn from(a: AvailabilityInput) -> Self {
+        NewAvailability {
+            external_id: a.external_id,
+            title: a.title,
+            slug: a.slug,
+            start: a.start,
+            end: a.end,
+            timezone: a.timezone,
+        }
+    }
+}
+
+impl From<Deleted> for ObjectDeleteResponse {
+    fn from(deleted: Deleted) -> Self {
+        ObjectDeleteResponse {
+            uid: deleted.uid,
+            language: deleted.language,
+            task_id: deleted.task_id.to_string(),
+        }
     }
 }

@@ -29,6 +29,7 @@ pub struct Mutation(
     content::SeasonMutation,
     content::BrandMutation,
     content::AvailabilityMutation,
+    content::BatchMutation,
 );
 
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;

@@ -96,10 +96,15 @@ impl TaskQuery {
     }
 
     /// Live tasks, newest first unless `order: ASC`; `limit` 1..=100 (default 50).
+    /// `object_uid` and `task_type` are additions to Skylark's arguments: with them a client
+    /// follows the children a fan-out or a batch delete queued.
+    #[allow(clippy::too_many_arguments)]
     async fn list_skylark_background_task(
         &self,
         ctx: &Context<'_>,
         status: Option<Status>,
+        object_uid: Option<String>,
+        task_type: Option<String>,
         limit: Option<i32>,
         next_token: Option<String>,
         order: Option<OrderDirections>,
@@ -107,6 +112,8 @@ impl TaskQuery {
         let page = service(ctx)
             .list_tasks(TaskListQuery {
                 status: status.map(Into::into),
+                object_uid,
+                task_type,
                 limit,
                 next_token,
                 order: match order {

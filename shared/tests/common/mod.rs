@@ -10,11 +10,12 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
+use shared::adapters::MemoryQueue;
 use shared::app::{Embedded, Stack};
 use shared::domain::{TaskType, Timestamp};
 use shared::engine::Poller;
 use shared::http::router;
-use shared::ports::ManualClock;
+use shared::ports::{ManualClock, TaskQueue};
 use tower::ServiceExt;
 
 pub const SEED_CREATE_MOVIE: &str = r#"mutation {
@@ -48,8 +49,21 @@ pub struct Harness {
 
 impl Harness {
     pub fn new() -> Self {
+        Self::with_queue(|queue| queue)
+    }
+
+    /// An embedded stack whose senders (service and engine) go through `wrap`: to duplicate,
+    /// fail or stall sends. The pollers still consume the memory queue itself.
+    pub fn with_queue(wrap: impl FnOnce(Arc<MemoryQueue>) -> Arc<dyn TaskQueue>) -> Self {
         let clock = Arc::new(ManualClock::new(Timestamp::now()));
-        let embedded = Stack::embedded(clock.clone(), Duration::from_secs(30));
+        let plain = Stack::embedded(clock.clone(), Duration::from_secs(30));
+        let mut deps = plain.stack.deps.clone();
+        deps.queue = wrap(plain.queue.clone());
+        let embedded = Embedded {
+            stack: Stack::new(deps, plain.queue.clone()),
+            store: plain.store,
+            queue: plain.queue,
+        };
         let router = router(embedded.stack.schema.clone());
         let pollers = TaskType::ALL
             .iter()
