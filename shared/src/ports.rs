@@ -286,6 +286,9 @@ pub struct TaskUpdate {
 pub trait TaskStore: Send + Sync {
     /// `None` for unknown and for expired tasks (`expires_at <= now`): TTL deletion is late.
     async fn get_task(&self, task_id: TaskId, now: Timestamp) -> Result<Option<Task>, StoreError>;
+    /// Writes each task that does not exist yet, independently (a task that exists is left as
+    /// it is); returns how many were new. Cheaper than a transaction for a fan-out's children.
+    async fn create_tasks(&self, tasks: &[Task]) -> Result<usize, StoreError>;
     /// The live ones of `task_ids` (missing and expired ones are absent); order is not kept.
     async fn get_tasks(&self, task_ids: &[TaskId], now: Timestamp)
     -> Result<Vec<Task>, StoreError>;

@@ -23,7 +23,7 @@ use shared::adapters::{SqsTaskQueue, TableNames};
 use shared::app::{api_router, lambda_worker};
 use shared::config::AwsSettings;
 use shared::domain::TaskType;
-use shared::engine::{Deps, sqs_event};
+use shared::engine::{Deps, Worker, sqs_event};
 use shared::ports::{QueueConsumer, ReceivedMessage};
 
 /// Counts the requests each client sends, per operation, attempts included.
@@ -174,18 +174,24 @@ impl World {
 
     /// The worker Lambda's handler for `task_type`, with a real `LambdaEvent`.
     pub async fn invoke_worker(&self, task_type: TaskType, event: SqsEvent) -> SqsBatchResponse {
-        // Through JSON, as Lambda delivers it.
-        let json = serde_json::to_value(&event).expect("event JSON");
-        let event: SqsEvent = serde_json::from_value(json).expect("an SqsEvent");
-        let worker = lambda_worker(self.deps.clone(), task_type);
-        worker::handle(&worker, LambdaEvent::new(event, Context::default()))
-            .await
-            .expect("the batch as a whole succeeds")
+        invoke(&lambda_worker(self.deps.clone(), task_type), event).await
     }
 
     /// Receives, invokes the worker and deletes what succeeded, until the queue is empty:
     /// what Lambda's event source mapping does. Returns how many records it handled.
     pub async fn run_queue(&self, task_type: TaskType) -> usize {
+        let worker = lambda_worker(self.deps.clone(), task_type);
+        self.run_queue_with(&worker, task_type, 1).await
+    }
+
+    /// `run_queue` with a given worker, handing each event to it `deliveries` times (2: every
+    /// record delivered twice, as SQS may).
+    pub async fn run_queue_with(
+        &self,
+        worker: &Worker,
+        task_type: TaskType,
+        deliveries: usize,
+    ) -> usize {
         let mut handled = 0;
         loop {
             let (event, messages) = self.receive(task_type, 10).await;
@@ -193,7 +199,11 @@ impl World {
                 return handled;
             }
             handled += messages.len();
-            let response = self.invoke_worker(task_type, event).await;
+            for _ in 1..deliveries {
+                let again = invoke(worker, event.clone()).await;
+                assert!(again.batch_item_failures.is_empty(), "{again:?}");
+            }
+            let response = invoke(worker, event).await;
             let failed: Vec<&str> = response
                 .batch_item_failures
                 .iter()
@@ -223,6 +233,16 @@ impl World {
             .expect("get_item")
             .item
     }
+}
+
+/// The worker Lambda's handler, with a real `LambdaEvent` made from the event's JSON, as Lambda
+/// delivers it.
+pub async fn invoke(worker: &Worker, event: SqsEvent) -> SqsBatchResponse {
+    let json = serde_json::to_value(&event).expect("event JSON");
+    let event: SqsEvent = serde_json::from_value(json).expect("an SqsEvent");
+    worker::handle(worker, LambdaEvent::new(event, Context::default()))
+        .await
+        .expect("the batch as a whole succeeds")
 }
 
 /// (statusCode, parsed body) of an API Gateway response.

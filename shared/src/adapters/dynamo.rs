@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, KeysAndAttributes, Put, ReturnValue, TransactWriteItem,
 };
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
@@ -25,6 +26,9 @@ use crate::ports::{
 };
 
 type Item = HashMap<String, AttributeValue>;
+
+/// Independent writes in flight at once (a fan-out page's children).
+const PARALLEL_WRITES: usize = 10;
 
 /// Table names, as the SAM template passes them (`CONTENT_TABLE`, `TASKS_TABLE`).
 #[derive(Debug, Clone)]
@@ -743,7 +747,12 @@ impl ContentStore for DynamoStore {
     #[instrument(skip(self, write), fields(items = write.item_count()), err)]
     async fn write(&self, write: ContentWrite) -> Result<(), StoreError> {
         write.check_size()?;
-        let (items, parts) = self.transact_items(write)?;
+        let (mut items, parts) = self.transact_items(write)?;
+        if items.len() == 1
+            && let Some(item) = items.pop()
+        {
+            return self.write_one(item, &parts[0]).await;
+        }
         if items.is_empty() {
             return Ok(());
         }
@@ -766,31 +775,10 @@ impl ContentStore for DynamoStore {
             _ => return Err(unavailable(err)),
         };
         for (reason, part) in reasons.iter().zip(&parts) {
-            match (reason.code(), part) {
-                (Some("ConditionalCheckFailed"), Part::Claim { scope, external_id }) => {
-                    return Err(StoreError::ExternalIdTaken {
-                        scope: scope.clone(),
-                        external_id: external_id.clone(),
-                    });
-                }
-                (Some("ConditionalCheckFailed"), Part::Object(uid)) => {
-                    return Err(StoreError::ConditionFailed(format!("object {uid} changed")));
-                }
-                (Some("ConditionalCheckFailed"), Part::Availability(uid)) => {
-                    return Err(StoreError::ConditionFailed(format!(
-                        "availability {uid} changed"
-                    )));
-                }
-                (Some("ConditionalCheckFailed"), Part::Task(id)) => {
-                    return Err(StoreError::ConditionFailed(format!(
-                        "task {id} already exists"
-                    )));
-                }
-                (Some("ConditionalCheckFailed"), Part::Release | Part::Unconditional) => {
-                    return Err(StoreError::ConditionFailed("an item changed".to_owned()));
-                }
+            match reason.code() {
+                Some("ConditionalCheckFailed") => return Err(condition_failed(part)),
                 // Another transaction held an item: worth the caller's re-read and retry.
-                (Some("TransactionConflict"), _) => {
+                Some("TransactionConflict") => {
                     return Err(StoreError::ConditionFailed(
                         "transaction conflict".to_owned(),
                     ));
@@ -799,6 +787,90 @@ impl ContentStore for DynamoStore {
             }
         }
         Err(unavailable(err))
+    }
+}
+
+/// What a failed condition on one part of a write means to the caller.
+fn condition_failed(part: &Part) -> StoreError {
+    match part {
+        Part::Claim { scope, external_id } => StoreError::ExternalIdTaken {
+            scope: scope.clone(),
+            external_id: external_id.clone(),
+        },
+        Part::Object(uid) => StoreError::ConditionFailed(format!("object {uid} changed")),
+        Part::Availability(uid) => {
+            StoreError::ConditionFailed(format!("availability {uid} changed"))
+        }
+        Part::Task(id) => StoreError::ConditionFailed(format!("task {id} already exists")),
+        Part::Release | Part::Unconditional => {
+            StoreError::ConditionFailed("an item changed".to_owned())
+        }
+    }
+}
+
+impl DynamoStore {
+    /// A write of one item needs no transaction: the same request, alone (half the write
+    /// capacity of a transaction on DynamoDB).
+    async fn write_one(&self, item: TransactWriteItem, part: &Part) -> Result<(), StoreError> {
+        if let Some(put) = item.put {
+            let result = self
+                .client
+                .put_item()
+                .table_name(put.table_name)
+                .set_item(Some(put.item))
+                .set_condition_expression(put.condition_expression)
+                .set_expression_attribute_names(put.expression_attribute_names)
+                .set_expression_attribute_values(put.expression_attribute_values)
+                .send()
+                .await;
+            single_result(result, part)
+        } else if let Some(delete) = item.delete {
+            let result = self
+                .client
+                .delete_item()
+                .table_name(delete.table_name)
+                .set_key(Some(delete.key))
+                .set_condition_expression(delete.condition_expression)
+                .set_expression_attribute_names(delete.expression_attribute_names)
+                .set_expression_attribute_values(delete.expression_attribute_values)
+                .send()
+                .await;
+            single_result(result, part)
+        } else if let Some(update) = item.update {
+            let result = self
+                .client
+                .update_item()
+                .table_name(update.table_name)
+                .set_key(Some(update.key))
+                .update_expression(update.update_expression)
+                .set_condition_expression(update.condition_expression)
+                .set_expression_attribute_names(update.expression_attribute_names)
+                .set_expression_attribute_values(update.expression_attribute_values)
+                .send()
+                .await;
+            single_result(result, part)
+        } else {
+            Err(StoreError::ConditionFailed(
+                "a write item with nothing to do".to_owned(),
+            ))
+        }
+    }
+}
+
+fn single_result<O, E, R>(result: Result<O, SdkError<E, R>>, part: &Part) -> Result<(), StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error().and_then(ProvideErrorMetadata::code)
+                == Some("ConditionalCheckFailedException") =>
+        {
+            Err(condition_failed(part))
+        }
+        Err(e) => Err(unavailable(e)),
     }
 }
 
@@ -888,6 +960,41 @@ impl TaskStore for DynamoStore {
     /// `Limit` applies before the expiry filter, so this keeps asking for what is still missing
     /// until the page is full or the index ends.
     #[instrument(skip(self), err)]
+    #[instrument(skip(self, tasks), fields(count = tasks.len()), err)]
+    async fn create_tasks(&self, tasks: &[Task]) -> Result<usize, StoreError> {
+        let items = tasks
+            .iter()
+            .map(|task| to_item(&TaskItem::from(task)))
+            .collect::<Result<Vec<Item>, _>>()?;
+        let puts = items.into_iter().map(|item| {
+            let request = self
+                .client
+                .put_item()
+                .table_name(&self.tables.tasks)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(#id)")
+                .expression_attribute_names("#id", TASK_ID);
+            async move {
+                match request.send().await {
+                    Ok(_) => Ok(1),
+                    Err(err)
+                        if err
+                            .as_service_error()
+                            .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                    {
+                        Ok(0)
+                    }
+                    Err(err) => Err(unavailable(err)),
+                }
+            }
+        });
+        let results: Vec<Result<usize, StoreError>> = futures::stream::iter(puts)
+            .buffer_unordered(PARALLEL_WRITES)
+            .collect()
+            .await;
+        results.into_iter().sum()
+    }
+
     #[instrument(skip(self, task_ids), fields(count = task_ids.len()), err)]
     async fn get_tasks(
         &self,

@@ -408,6 +408,19 @@ impl TaskStore for MemoryStore {
             .cloned())
     }
 
+    async fn create_tasks(&self, tasks: &[Task]) -> Result<usize, StoreError> {
+        let mut st = self.state.lock();
+        let mut created = 0;
+        for task in tasks {
+            if !st.tasks.contains_key(&task.task_id) {
+                st.index_task(task);
+                st.tasks.insert(task.task_id, task.clone());
+                created += 1;
+            }
+        }
+        Ok(created)
+    }
+
     async fn get_tasks(
         &self,
         task_ids: &[TaskId],

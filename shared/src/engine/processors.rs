@@ -203,12 +203,23 @@ async fn sync_availability(deps: &Deps, mut object: ContentObject) -> Result<boo
                 window: a.window,
             })
             .collect();
+        if windows == object.windows && declared == object.declared_availability {
+            return Ok(true);
+        }
+        // The object and its links are only ever written together, so the links of the windows
+        // it has exist: only added and removed windows change links.
+        let had: BTreeSet<&str> = object
+            .windows
+            .iter()
+            .map(|w| w.availability_uid.as_str())
+            .collect();
         let keep: BTreeSet<&str> = windows
             .iter()
             .map(|w| w.availability_uid.as_str())
             .collect();
         let mut links: Vec<(String, String, bool)> = windows
             .iter()
+            .filter(|w| !had.contains(w.availability_uid.as_str()))
             .map(|w| (w.availability_uid.clone(), object.uid.clone(), true))
             .collect();
         links.extend(
@@ -218,16 +229,6 @@ async fn sync_availability(deps: &Deps, mut object: ContentObject) -> Result<boo
                 .filter(|w| !keep.contains(w.availability_uid.as_str()))
                 .map(|w| (w.availability_uid.clone(), object.uid.clone(), false)),
         );
-        if windows == object.windows && declared == object.declared_availability {
-            // Windows already right: still make sure every link item exists (idempotent puts).
-            deps.content
-                .write(ContentWrite {
-                    availability_links: links,
-                    ..ContentWrite::default()
-                })
-                .await?;
-            return Ok(true);
-        }
         let expect = Expect::Version(object.version);
         let mut updated = object.clone();
         updated.windows = windows;
@@ -415,50 +416,27 @@ async fn send_children<'t>(
     Ok(())
 }
 
-/// Writes the children that do not exist yet (each conditional on absence) and returns every
-/// child of `wanted` as stored, new or old. A concurrent delivery creating the same children
-/// makes a write fail; then it re-reads.
+/// Writes the children that do not exist yet and returns every child of `wanted` as stored:
+/// an earlier delivery's children keep their state (a COMPLETE one is not sent again).
 async fn ensure_children(deps: &Deps, wanted: Vec<Task>) -> Result<Vec<Task>, TaskError> {
     let ids: Vec<_> = wanted.iter().map(|t| t.task_id).collect();
-    for _ in 0..MAX_CONFLICTS {
-        let now = deps.clock.now();
-        let existing: HashMap<_, Task> = deps
-            .tasks
-            .get_tasks(&ids, now)
-            .await?
-            .into_iter()
-            .map(|t| (t.task_id, t))
-            .collect();
-        let missing: Vec<Task> = wanted
-            .iter()
-            .filter(|t| !existing.contains_key(&t.task_id))
-            .cloned()
-            .collect();
-        let mut lost = false;
-        for chunk in missing.chunks(ContentWrite::MAX_ITEMS) {
-            let write = ContentWrite {
-                new_tasks: chunk.to_vec(),
-                ..ContentWrite::default()
-            };
-            match deps.content.write(write).await {
-                Ok(()) => {}
-                Err(StoreError::ConditionFailed(_)) => {
-                    lost = true;
-                    break;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if !lost {
-            return Ok(wanted
-                .into_iter()
-                .map(|t| existing.get(&t.task_id).cloned().unwrap_or(t))
-                .collect());
-        }
-    }
-    Err(TaskError::Transient(StoreError::ConditionFailed(
-        "children kept appearing while this delivery created them".to_owned(),
-    )))
+    let existing: HashMap<_, Task> = deps
+        .tasks
+        .get_tasks(&ids, deps.clock.now())
+        .await?
+        .into_iter()
+        .map(|t| (t.task_id, t))
+        .collect();
+    let missing: Vec<Task> = wanted
+        .iter()
+        .filter(|t| !existing.contains_key(&t.task_id))
+        .cloned()
+        .collect();
+    deps.tasks.create_tasks(&missing).await?;
+    Ok(wanted
+        .into_iter()
+        .map(|t| existing.get(&t.task_id).cloned().unwrap_or(t))
+        .collect())
 }
 
 /// `availability_update` / `availability_delete`: one child per object linked to the
