@@ -13,8 +13,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::domain::{
-    Availability, ContentObject, Deletion, Message, ObjectType, Progress, Relationship, Task,
-    TaskId, TaskMessage, TaskStatus, TaskType, Timestamp,
+    Availability, ContentObject, Deletion, Lease, Message, ObjectType, Progress, Relationship,
+    Task, TaskId, TaskMessage, TaskStatus, TaskType, Timestamp, bounded_message,
 };
 
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -274,12 +274,45 @@ pub struct TaskUpdate {
     pub expect_status: TaskStatus,
     pub expect_message_count: u32,
     pub expect_step: u32,
+    /// The lease holder the task must still have (`None`: no lease).
+    pub expect_owner: Option<String>,
     pub status: TaskStatus,
+    /// The new messages; `message_count` grows by their number.
     pub append: Vec<Message>,
+    /// When appending would pass `MAX_MESSAGES`: the whole list to store instead.
+    pub replace_messages: Option<Vec<Message>>,
     pub updated_at: Timestamp,
     pub expires_at: Option<Timestamp>,
     /// A new checkpoint (its `step` is `expect_step + 1`).
     pub progress: Option<Progress>,
+    /// A new lease; a finished task keeps its last one.
+    pub lease: Option<Lease>,
+}
+
+impl TaskUpdate {
+    /// A change of `task` as it was read: conditional on its status, message count and step;
+    /// each new message cut to `MAX_MESSAGE_BYTES` and the list kept within `MAX_MESSAGES`.
+    pub fn of(
+        task: &Task,
+        status: TaskStatus,
+        append: Vec<Message>,
+        updated_at: Timestamp,
+    ) -> Self {
+        let append: Vec<Message> = append.into_iter().map(bounded_message).collect();
+        TaskUpdate {
+            expect_status: task.status,
+            expect_message_count: task.message_count,
+            expect_step: task.progress.step,
+            expect_owner: task.lease.as_ref().map(|l| l.owner.clone()),
+            status,
+            replace_messages: task.messages_after(&append),
+            append,
+            updated_at,
+            expires_at: None,
+            progress: None,
+            lease: None,
+        }
+    }
 }
 
 #[async_trait]

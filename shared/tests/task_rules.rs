@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use common::*;
-use shared::domain::{Message, TaskId, TaskMessage, TaskStatus, TaskType};
-use shared::engine::{Outcome, Worker, WorkerError};
+use shared::domain::{Lease, Message, TaskId, TaskMessage, TaskStatus, TaskType};
+use shared::engine::{Outcome, TaskError, Worker, WorkerError};
 use shared::ports::{
     Clock, ContentStore, QueueConsumer, StoreError, TaskQueue, TaskStore, TaskUpdate,
 };
@@ -71,11 +71,17 @@ async fn concurrent_duplicate_deliveries_write_each_message_once() {
             tokio::spawn(async move { engine.run(&message).await })
         })
         .collect();
-    let mut outcomes = Vec::new();
+    // One completes it; the others find it done, or held by that one's lease (and would come
+    // back later).
+    let mut completed = 0;
     for run in runs {
-        outcomes.push(run.await.expect("join").expect("run"));
+        match run.await.expect("join") {
+            Ok(Outcome::Completed) => completed += 1,
+            Ok(Outcome::AlreadyDone) | Err(TaskError::Busy { .. }) => {}
+            other => panic!("unexpected {other:?}"),
+        }
     }
-    assert!(outcomes.contains(&Outcome::Completed), "{outcomes:?}");
+    assert_eq!(completed, 1);
     h.drain().await;
 
     let task = h.task(&task_id).await;
@@ -105,7 +111,9 @@ async fn a_rerun_after_a_crash_appends_only_the_missing_messages() {
                 expect_status: TaskStatus::Queued,
                 expect_message_count: 0,
                 expect_step: 0,
+                expect_owner: None,
                 status: TaskStatus::InProgress,
+                replace_messages: None,
                 append: vec![
                     Message::Borrowed("Job started"),
                     Message::Borrowed("Starting availability creation"),
@@ -114,6 +122,7 @@ async fn a_rerun_after_a_crash_appends_only_the_missing_messages() {
                 updated_at: now,
                 expires_at: None,
                 progress: None,
+                lease: None,
             },
         )
         .await
@@ -149,11 +158,14 @@ async fn a_complete_task_never_moves_back() {
                     expect_status,
                     expect_message_count: 5,
                     expect_step: 0,
+                    expect_owner: None,
                     status,
+                    replace_messages: None,
                     append: vec![Message::Borrowed("late")],
                     updated_at: h.clock.now(),
                     expires_at: None,
                     progress: None,
+                    lease: None,
                 },
             )
             .await;
@@ -314,5 +326,103 @@ async fn deleting_a_brand_cleans_the_reverse_side_of_its_movies() {
             .await
             .expect("read")
             .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_held_lease_turns_deliveries_away_until_it_runs_out_and_a_late_holder_cannot_write() {
+    let h = Harness::new();
+    let (uid, task_id) = h.create_movie("Leased").await;
+    let id = TaskId::parse(&task_id).expect("uuid");
+    let store = &h.embedded.store;
+    let queued = store
+        .get_task(id, h.clock.now())
+        .await
+        .expect("get")
+        .expect("task");
+    // Given a worker that started the task under a 60 s lease and then went silent
+    let mut start = TaskUpdate::of(
+        &queued,
+        TaskStatus::InProgress,
+        vec![Message::Borrowed("Job started")],
+        h.clock.now(),
+    );
+    start.lease = Some(Lease {
+        owner: "the-old-holder".to_owned(),
+        until: h.clock.now().plus_secs(60),
+    });
+    let held = store.update_task(id, start).await.expect("start");
+    let message = message_for(&task_id, TaskType::PostCreate, &uid);
+    let engine = h.embedded.stack.engine.clone();
+
+    // When another delivery comes within the lease, it is turned away and writes nothing
+    let busy = engine.run(&message).await;
+    assert!(matches!(busy, Err(TaskError::Busy { .. })), "{busy:?}");
+    let unchanged = store.get_task(id, h.clock.now()).await.expect("get");
+    assert_eq!(unchanged.as_ref(), Some(&held));
+
+    // When the lease has run out, the next delivery takes over and completes
+    h.clock.advance_secs(61);
+    assert_eq!(engine.run(&message).await.expect("run"), Outcome::Completed);
+    let task = h.task(&task_id).await;
+    assert_eq!(task["status"], "COMPLETE");
+    assert_eq!(messages(&task), SEED_MESSAGES);
+
+    // Then the old holder's late finish is refused: it no longer holds the lease
+    let late = store
+        .update_task(
+            id,
+            TaskUpdate::of(
+                &held,
+                TaskStatus::Failed,
+                vec![Message::Borrowed("late")],
+                h.clock.now(),
+            ),
+        )
+        .await;
+    assert!(
+        matches!(late, Err(StoreError::ConditionFailed(_))),
+        "{late:?}"
+    );
+    assert_eq!(h.task(&task_id).await["status"], "COMPLETE");
+}
+
+#[tokio::test]
+async fn only_the_lease_holder_can_write() {
+    let h = Harness::new();
+    let (_, task_id) = h.create_movie("Two holders").await;
+    let id = TaskId::parse(&task_id).expect("uuid");
+    let store = &h.embedded.store;
+    let lease = |owner: &str| Lease {
+        owner: owner.to_owned(),
+        until: h.clock.now().plus_secs(60),
+    };
+    let queued = store
+        .get_task(id, h.clock.now())
+        .await
+        .expect("get")
+        .expect("task");
+    let mut start = TaskUpdate::of(&queued, TaskStatus::InProgress, Vec::new(), h.clock.now());
+    start.lease = Some(lease("a"));
+    let held_by_a = store.update_task(id, start).await.expect("a starts");
+    // B takes over (same status, same message count, same step: only the owner differs)
+    let mut take = TaskUpdate::of(
+        &held_by_a,
+        TaskStatus::InProgress,
+        Vec::new(),
+        h.clock.now(),
+    );
+    take.lease = Some(lease("b"));
+    store.update_task(id, take).await.expect("b takes over");
+    // A's write, made from what A read, is refused
+    let late = store
+        .update_task(
+            id,
+            TaskUpdate::of(&held_by_a, TaskStatus::Complete, Vec::new(), h.clock.now()),
+        )
+        .await;
+    assert!(
+        matches!(late, Err(StoreError::ConditionFailed(_))),
+        "{late:?}"
     );
 }

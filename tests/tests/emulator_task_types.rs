@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -347,7 +348,7 @@ async fn fan_out_over_500_objects_continues_after_a_killed_worker() {
     });
     let mut dying = world.deps.clone();
     dying.queue = stalling.clone();
-    let engine = Engine::with_fan_out(dying, limits);
+    let engine = Engine::with_fan_out(dying, limits).with_lease(Duration::from_secs(1));
     let message = TaskMessage {
         task_id: parent_id,
         task_type: TaskType::AvailabilityUpdate,
@@ -366,6 +367,10 @@ async fn fan_out_over_500_objects_continues_after_a_killed_worker() {
         .expect("parent");
     assert_eq!(killed.status, TaskStatus::InProgress);
     assert_eq!(killed.progress.queued, 100);
+    // Another delivery may take over once the dead run's lease has run out.
+    let lease = killed.lease.expect("the dead run's lease");
+    let left = lease.until.micros() - shared::domain::Timestamp::now().micros();
+    tokio::time::sleep(Duration::from_micros(u64::try_from(left).unwrap_or(0))).await;
 
     // and the message is delivered again, twice per delivery, to a worker that lives
     let parent_worker = Worker::new(

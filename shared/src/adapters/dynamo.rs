@@ -17,8 +17,8 @@ use tracing::instrument;
 
 use super::keys::{self, *};
 use crate::domain::{
-    Availability, ContentObject, DeleteEntry, Message, ObjectType, Progress, Relationship, Task,
-    TaskId, TaskStatus, TaskType, Timestamp, Unlinked,
+    Availability, ContentObject, DeleteEntry, Lease, Message, ObjectType, Progress, Relationship,
+    Task, TaskId, TaskStatus, TaskType, Timestamp, Unlinked,
 };
 use crate::ports::{
     AvailabilityOp, ContentStore, ContentWrite, Cursor, Edge, Expect, ExternalIdOp, ObjectOp,
@@ -101,6 +101,11 @@ struct TaskItem {
     queued: u64,
     #[serde(default)]
     step: u32,
+    /// The lease, top-level so updates can be conditional on its owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lease_owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lease_until: Option<i64>,
     all: String,
     created_key: String,
 }
@@ -123,6 +128,8 @@ impl From<&Task> for TaskItem {
             cursor: t.progress.cursor.clone(),
             queued: t.progress.queued,
             step: t.progress.step,
+            lease_owner: t.lease.as_ref().map(|l| l.owner.clone()),
+            lease_until: t.lease.as_ref().map(|l| l.until.micros()),
             all: ALL_TASKS.to_owned(),
             created_key: created_key(t.created_at, t.task_id),
         }
@@ -149,6 +156,13 @@ impl From<TaskItem> for Task {
                 queued: i.queued,
                 step: i.step,
             },
+            lease: i
+                .lease_owner
+                .zip(i.lease_until)
+                .map(|(owner, until)| Lease {
+                    owner,
+                    until: Timestamp::from_micros(until),
+                }),
         }
     }
 }
@@ -1051,20 +1065,34 @@ impl TaskStore for DynamoStore {
     #[instrument(skip(self, update), fields(status = %update.status), err)]
     async fn update_task(&self, task_id: TaskId, update: TaskUpdate) -> Result<Task, StoreError> {
         let appended = update.append.len();
-        let messages: Vec<AttributeValue> = update
-            .append
-            .into_iter()
-            .map(|m| s(m.into_owned()))
-            .collect();
-        let mut expression = "SET #status = :status, #mc = #mc + :appended, #messages = list_append(if_not_exists(#messages, :empty), :messages), #updated = :updated".to_owned();
+        let replacing = update.replace_messages.is_some();
+        let (messages, set_messages) = match update.replace_messages {
+            // The condition on message_count makes replacing the list as safe as appending.
+            Some(list) => (list, "#messages = :messages"),
+            None => (
+                update.append,
+                "#messages = list_append(if_not_exists(#messages, :empty), :messages)",
+            ),
+        };
+        let messages: Vec<AttributeValue> =
+            messages.into_iter().map(|m| s(m.into_owned())).collect();
+        let mut expression = format!(
+            "SET #status = :status, #mc = #mc + :appended, {set_messages}, #updated = :updated"
+        );
         let mut request = self
             .client
             .update_item()
             .table_name(&self.tables.tasks)
             .key(TASK_ID, s(task_id.to_string()))
-            .condition_expression(
-                "attribute_exists(#id) AND #status = :expect_status AND #mc = :expect_count AND #step = :expect_step",
-            )
+            .condition_expression(format!(
+                "attribute_exists(#id) AND #status = :expect_status AND #mc = :expect_count AND #step = :expect_step AND {}",
+                if update.expect_owner.is_some() {
+                    "#owner = :expect_owner"
+                } else {
+                    "attribute_not_exists(#owner)"
+                }
+            ))
+            .expression_attribute_names("#owner", "lease_owner")
             .expression_attribute_names("#step", "step")
             .expression_attribute_values(":expect_step", n(update.expect_step))
             .expression_attribute_names("#id", TASK_ID)
@@ -1077,7 +1105,6 @@ impl TaskStore for DynamoStore {
             .expression_attribute_values(":expect_count", n(update.expect_message_count))
             .expression_attribute_values(":appended", n(appended))
             .expression_attribute_values(":messages", AttributeValue::L(messages))
-            .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
             .expression_attribute_values(":updated", n(update.updated_at.micros()))
             .return_values(ReturnValue::AllNew);
         if let Some(expires_at) = update.expires_at {
@@ -1085,6 +1112,19 @@ impl TaskStore for DynamoStore {
             request = request
                 .expression_attribute_names("#exp", EXPIRES_AT)
                 .expression_attribute_values(":exp", n(expires_at.secs()));
+        }
+        if !replacing {
+            request = request.expression_attribute_values(":empty", AttributeValue::L(Vec::new()));
+        }
+        if let Some(owner) = &update.expect_owner {
+            request = request.expression_attribute_values(":expect_owner", s(owner.clone()));
+        }
+        if let Some(lease) = update.lease {
+            expression.push_str(", #owner = :owner, #until = :until");
+            request = request
+                .expression_attribute_names("#until", "lease_until")
+                .expression_attribute_values(":owner", s(lease.owner))
+                .expression_attribute_values(":until", n(lease.until.micros()));
         }
         let mut remove = String::new();
         if let Some(progress) = update.progress {

@@ -504,6 +504,7 @@ impl TaskStore for MemoryStore {
         if task.status != update.expect_status
             || task.message_count != update.expect_message_count
             || task.progress.step != update.expect_step
+            || task.lease.as_ref().map(|l| &l.owner) != update.expect_owner.as_ref()
         {
             return Err(StoreError::ConditionFailed(format!(
                 "task {task_id} is {} with {} messages at step {}, expected {} with {} at {}",
@@ -518,13 +519,19 @@ impl TaskStore for MemoryStore {
         let old_key = (task.status, task.created_at, task.task_id);
         task.status = update.status;
         task.message_count += u32::try_from(update.append.len()).unwrap_or(u32::MAX);
-        task.messages.extend(update.append);
+        match update.replace_messages {
+            Some(list) => task.messages = list,
+            None => task.messages.extend(update.append),
+        }
         task.updated_at = update.updated_at;
         if update.expires_at.is_some() {
             task.expires_at = update.expires_at;
         }
         if let Some(progress) = update.progress {
             task.progress = progress;
+        }
+        if update.lease.is_some() {
+            task.lease = update.lease;
         }
         let updated = task.clone();
         if old_key.0 != updated.status {

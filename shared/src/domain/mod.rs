@@ -6,7 +6,8 @@ mod time;
 
 pub use content::*;
 pub use task::{
-    DeleteEntry, Message, Progress, RETENTION_SECS, Task, TaskId, TaskMessage, TaskStatus,
-    TaskType, UnknownName, Unlinked,
+    DeleteEntry, KEEP_FIRST, Lease, MAX_MESSAGE_BYTES, MAX_MESSAGES, Message, Progress,
+    RETENTION_SECS, Task, TaskId, TaskMessage, TaskStatus, TaskType, UnknownName, Unlinked,
+    bounded_message,
 };
 pub use time::*;

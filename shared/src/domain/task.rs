@@ -162,6 +162,25 @@ impl TaskStatus {
 /// Most messages are fixed texts; borrowing them keeps 100k tasks small in memory.
 pub type Message = Cow<'static, str>;
 
+/// A task keeps at most this many messages: the first `KEEP_FIRST`, a note of how many were
+/// dropped, and the newest. With `MAX_MESSAGE_BYTES` each, an item stays far below DynamoDB's
+/// 400 KB whatever a task does.
+pub const MAX_MESSAGES: usize = 100;
+pub const KEEP_FIRST: usize = 10;
+pub const MAX_MESSAGE_BYTES: usize = 2048;
+
+/// Cuts a message to `MAX_MESSAGE_BYTES` (on a character boundary), marking the cut.
+pub fn bounded_message(message: Message) -> Message {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    let mut end = MAX_MESSAGE_BYTES - '…'.len_utf8();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    Message::Owned(format!("{}…", &message[..end]))
+}
+
 /// One entry of `batchDeleteObjects`: the object, or with `language` only that translation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DeleteEntry {
@@ -224,6 +243,16 @@ pub struct Task {
     pub entries: Vec<DeleteEntry>,
     /// A fan-out's checkpoint.
     pub progress: Progress,
+    /// The delivery working on the task while IN_PROGRESS, and until when it may: another
+    /// delivery takes over only after that.
+    pub lease: Option<Lease>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// One delivery's random id.
+    pub owner: String,
+    pub until: Timestamp,
 }
 
 impl Task {
@@ -242,6 +271,7 @@ impl Task {
             parent: None,
             entries: Vec::new(),
             progress: Progress::default(),
+            lease: None,
         }
     }
 
@@ -258,6 +288,32 @@ impl Task {
         task.task_id = TaskId::derived(parent.task_id, name);
         task.parent = Some(parent.task_id);
         task
+    }
+
+    /// The stored list once `new` is appended, if that needs more than appending: past
+    /// `MAX_MESSAGES` the first `KEEP_FIRST` stay, then a note of how many were dropped, then
+    /// the newest. `None` when plain appending stays within the bound.
+    pub fn messages_after(&self, new: &[Message]) -> Option<Vec<Message>> {
+        if self.messages.len() + new.len() <= MAX_MESSAGES {
+            return None;
+        }
+        let total = self.message_count as usize + new.len();
+        let head = self.messages.iter().take(KEEP_FIRST);
+        // A list that was cut before holds its note right after the head.
+        let cut_before = self.messages.len() < self.message_count as usize;
+        let rest = self
+            .messages
+            .iter()
+            .skip(KEEP_FIRST + usize::from(cut_before))
+            .chain(new);
+        let keep_newest = MAX_MESSAGES - KEEP_FIRST - 1;
+        let rest: Vec<&Message> = rest.collect();
+        let newest = &rest[rest.len().saturating_sub(keep_newest)..];
+        let dropped = total - KEEP_FIRST.min(total) - newest.len();
+        let mut list: Vec<Message> = head.cloned().collect();
+        list.push(Message::Owned(format!("… {dropped} messages dropped …")));
+        list.extend(newest.iter().map(|m| (*m).clone()));
+        Some(list)
     }
 
     pub fn is_expired(&self, now: Timestamp) -> bool {
@@ -304,6 +360,35 @@ mod tests {
         assert!(body.contains("\"task_type\":\"post_create\""));
         let back: TaskMessage = serde_json::from_str(&body).expect("parse");
         assert_eq!(back, task.queue_message());
+    }
+
+    #[test]
+    fn messages_stay_bounded_keeping_the_first_and_the_newest() {
+        let mut task = Task::new_queued(TaskType::PostCreate, "01HZY", Timestamp::from_secs(1));
+        for i in 0..600 {
+            let new = [Message::Owned(format!("m{i}"))];
+            match task.messages_after(&new) {
+                Some(list) => task.messages = list,
+                None => task.messages.extend(new),
+            }
+            task.message_count += 1;
+            assert!(task.messages.len() <= MAX_MESSAGES);
+        }
+        assert_eq!(task.messages.len(), MAX_MESSAGES);
+        assert_eq!(task.messages[0], "m0");
+        assert_eq!(task.messages[KEEP_FIRST - 1], "m9");
+        assert_eq!(task.messages[KEEP_FIRST], "… 501 messages dropped …");
+        assert_eq!(task.messages[KEEP_FIRST + 1], "m511");
+        assert_eq!(task.messages[MAX_MESSAGES - 1], "m599");
+    }
+
+    #[test]
+    fn long_messages_are_cut() {
+        let long = Message::Owned("é".repeat(MAX_MESSAGE_BYTES));
+        let cut = bounded_message(long);
+        assert!(cut.len() <= MAX_MESSAGE_BYTES);
+        assert!(cut.ends_with('…'));
+        assert_eq!(bounded_message(Message::Borrowed("short")), "short");
     }
 
     #[test]

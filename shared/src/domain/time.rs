@@ -38,6 +38,11 @@ impl Timestamp {
         Self(Utc::now().timestamp_micros())
     }
 
+    pub fn plus(self, duration: std::time::Duration) -> Self {
+        let micros = i64::try_from(duration.as_micros()).unwrap_or(i64::MAX);
+        Timestamp(self.0.saturating_add(micros))
+    }
+
     pub fn plus_secs(self, secs: i64) -> Self {
         Self(self.0.saturating_add(secs.saturating_mul(1_000_000)))
     }

@@ -12,7 +12,9 @@ use tracing::{debug, instrument, warn};
 pub use batch::{Worker, WorkerError};
 pub use poller::{Poller, sqs_event};
 
-use crate::domain::{Message, RETENTION_SECS, Task, TaskMessage, TaskStatus};
+use std::time::Duration;
+
+use crate::domain::{Lease, Message, RETENTION_SECS, Task, TaskMessage, TaskStatus, Timestamp};
 use crate::ports::{Clock, ContentStore, QueueError, StoreError, TaskQueue, TaskStore, TaskUpdate};
 
 /// Everything the service and the processors use, composed once at start-up.
@@ -32,6 +34,10 @@ pub enum TaskError {
     /// A queue could not take a message: also worth another delivery.
     #[error("transient queue failure")]
     Queue(#[from] QueueError),
+    /// Another delivery holds the task's lease: this one comes back later, when that one has
+    /// finished or its lease has run out.
+    #[error("another delivery holds the task until {until}")]
+    Busy { until: Timestamp },
     /// The work cannot succeed: the task ends FAILED with this reason in its messages.
     #[error("{0}")]
     Failed(String),
@@ -114,9 +120,14 @@ impl Default for FanOutLimits {
     }
 }
 
+/// How long a delivery holds a task it works on, unless it renews (a fan-out does at each
+/// checkpoint). Deployed, it is the worker function's timeout: no run outlives it.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
 pub struct Engine {
     deps: Deps,
     fan_out: FanOutLimits,
+    lease: Duration,
 }
 
 impl Engine {
@@ -125,7 +136,23 @@ impl Engine {
     }
 
     pub fn with_fan_out(deps: Deps, fan_out: FanOutLimits) -> Self {
-        Engine { deps, fan_out }
+        Engine {
+            deps,
+            fan_out,
+            lease: DEFAULT_LEASE,
+        }
+    }
+
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    fn lease_for(&self, owner: &str, now: Timestamp) -> Lease {
+        Lease {
+            owner: owner.to_owned(),
+            until: now.plus(self.lease),
+        }
     }
 
     pub fn deps(&self) -> &Deps {
@@ -136,6 +163,7 @@ impl Engine {
     #[instrument(skip(self, message), fields(task_id = %message.task_id, task_type = %message.task_type), err)]
     pub async fn run(&self, message: &TaskMessage) -> Result<Outcome, TaskError> {
         let tasks = &self.deps.tasks;
+        let me = uuid::Uuid::new_v4().to_string();
         for _ in 0..MAX_CONFLICTS {
             let now = self.deps.clock.now();
             let Some(mut task) = tasks.get_task(message.task_id, now).await? else {
@@ -149,20 +177,13 @@ impl Engine {
             match task.status {
                 TaskStatus::Complete | TaskStatus::Failed => return Ok(Outcome::AlreadyDone),
                 TaskStatus::Queued => {
-                    let start = TaskUpdate {
-                        expect_status: TaskStatus::Queued,
-                        expect_message_count: task.message_count,
-                        expect_step: task.progress.step,
-                        status: TaskStatus::InProgress,
-                        append: if task.message_count == 0 {
-                            vec![Message::Borrowed(JOB_STARTED)]
-                        } else {
-                            Vec::new()
-                        },
-                        updated_at: now,
-                        expires_at: None,
-                        progress: None,
+                    let append = if task.message_count == 0 {
+                        vec![Message::Borrowed(JOB_STARTED)]
+                    } else {
+                        Vec::new()
                     };
+                    let mut start = TaskUpdate::of(&task, TaskStatus::InProgress, append, now);
+                    start.lease = Some(self.lease_for(&me, now));
                     match tasks.update_task(task.task_id, start).await {
                         Ok(started) => task = started,
                         Err(StoreError::ConditionFailed(why)) => {
@@ -172,7 +193,27 @@ impl Engine {
                         Err(e) => return Err(e.into()),
                     }
                 }
-                TaskStatus::InProgress => {}
+                TaskStatus::InProgress => match &task.lease {
+                    Some(lease) if lease.owner == me => {}
+                    Some(lease) if lease.until > now => {
+                        return Err(TaskError::Busy { until: lease.until });
+                    }
+                    // The holder stopped (crashed, or timed out) without finishing: take over.
+                    // Its late writes fail: they expect it to still hold the lease.
+                    _ => {
+                        let mut take =
+                            TaskUpdate::of(&task, TaskStatus::InProgress, Vec::new(), now);
+                        take.lease = Some(self.lease_for(&me, now));
+                        match tasks.update_task(task.task_id, take).await {
+                            Ok(taken) => task = taken,
+                            Err(StoreError::ConditionFailed(why)) => {
+                                debug!(%why, "lost the takeover to another delivery; re-reading");
+                                continue;
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                },
             }
 
             let mut run = processors::Run {
@@ -181,6 +222,7 @@ impl Engine {
                 steps: Steps::for_task(&task),
                 task,
                 lost_race: false,
+                renew: self.lease,
             };
             let status = match processors::run(&mut run).await {
                 Ok(processors::Flow::Done) => TaskStatus::Complete,
@@ -225,22 +267,11 @@ impl Engine {
         mut steps: Steps,
     ) -> Result<(), StoreError> {
         let now = self.deps.clock.now();
-        let append = steps.take_unwritten(task);
+        let mut update = TaskUpdate::of(task, status, steps.take_unwritten(task), now);
+        update.expires_at = Some(now.plus_secs(RETENTION_SECS));
         self.deps
             .tasks
-            .update_task(
-                task.task_id,
-                TaskUpdate {
-                    expect_status: TaskStatus::InProgress,
-                    expect_message_count: task.message_count,
-                    expect_step: task.progress.step,
-                    status,
-                    append,
-                    updated_at: now,
-                    expires_at: Some(now.plus_secs(RETENTION_SECS)),
-                    progress: None,
-                },
-            )
+            .update_task(task.task_id, update)
             .await
             .map(drop)
     }

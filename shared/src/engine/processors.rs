@@ -6,8 +6,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::{Deps, FanOutLimits, MAX_CONFLICTS, Steps, TaskError};
 use crate::domain::{
-    ContentObject, DeleteEntry, LinkedWindow, Progress, Relationship, Task, TaskId, TaskMessage,
-    TaskStatus, TaskType,
+    ContentObject, DeleteEntry, Lease, LinkedWindow, Progress, Relationship, Task, TaskId,
+    TaskMessage, TaskStatus, TaskType,
 };
 use crate::ports::{
     ContentWrite, Cursor, Edge, Expect, ExternalIdOp, ObjectOp, StoreError, TaskUpdate,
@@ -28,6 +28,8 @@ pub(super) struct Run<'a> {
     pub steps: Steps,
     /// A checkpoint found the task moved on by another delivery: re-read, do not retry later.
     pub lost_race: bool,
+    /// How far each checkpoint extends the lease.
+    pub renew: std::time::Duration,
 }
 
 pub(super) enum Flow {
@@ -38,23 +40,27 @@ pub(super) enum Flow {
 
 impl Run<'_> {
     /// Writes the messages planned so far and the new progress, conditional on the task being
-    /// where this run read it.
-    async fn checkpoint(&mut self, cursor: Option<String>, queued: u64) -> Result<(), TaskError> {
+    /// where this run read it. The lease is renewed, or with `release` given up, so that the
+    /// delivery that continues the task can take it at once.
+    async fn checkpoint(
+        &mut self,
+        cursor: Option<String>,
+        queued: u64,
+        release: bool,
+    ) -> Result<(), TaskError> {
         let progress = Progress {
             cursor,
             queued,
             step: self.task.progress.step + 1,
         };
-        let update = TaskUpdate {
-            expect_status: TaskStatus::InProgress,
-            expect_message_count: self.task.message_count,
-            expect_step: self.task.progress.step,
-            status: TaskStatus::InProgress,
-            append: self.steps.take_unwritten(&self.task),
-            updated_at: self.deps.clock.now(),
-            expires_at: None,
-            progress: Some(progress),
-        };
+        let append = self.steps.take_unwritten(&self.task);
+        let now = self.deps.clock.now();
+        let mut update = TaskUpdate::of(&self.task, TaskStatus::InProgress, append, now);
+        update.progress = Some(progress);
+        update.lease = self.task.lease.as_ref().map(|lease| Lease {
+            owner: lease.owner.clone(),
+            until: if release { now } else { now.plus(self.renew) },
+        });
         match self.deps.tasks.update_task(self.task.task_id, update).await {
             Ok(task) => {
                 self.task = task;
@@ -488,9 +494,10 @@ async fn fan_out(run: &mut Run<'_>, child_type: TaskType) -> Result<Flow, TaskEr
             });
             return Ok(Flow::Done);
         }
-        run.checkpoint(next, queued).await?;
         pages += 1;
-        if pages >= run.fan_out.pages_per_run {
+        let more = pages >= run.fan_out.pages_per_run;
+        run.checkpoint(next, queued, more).await?;
+        if more {
             return Ok(Flow::Continue);
         }
     }
