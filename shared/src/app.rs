@@ -8,10 +8,16 @@ use tokio::task::JoinSet;
 
 use crate::adapters::{MemoryQueue, MemoryStore};
 use crate::domain::TaskType;
-use crate::engine::{Deps, Engine, Poller, Worker};
+use crate::engine::{DEFAULT_LEASE, Deps, Engine, Poller, SweepLimits, Worker, resend_stale};
 use crate::graphql::{AppSchema, schema};
 use crate::ports::{Clock, QueueConsumer, SystemClock};
 use crate::service::Service;
+
+/// Receives of one message before its task's last attempt (the template's default redrive
+/// limit), for the local pollers.
+pub const MAX_RECEIVE_COUNT: u32 = 5;
+/// How often the local binary sweeps for tasks that lost their message.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Everything one process needs to serve the API and run the workers.
 pub struct Stack {
@@ -63,20 +69,20 @@ impl Stack {
     }
 
     pub fn poller(&self, task_type: TaskType, concurrency: usize, retry_delay: Duration) -> Poller {
+        let worker = Worker::new(self.engine.clone(), Some(task_type), concurrency)
+            .with_max_receive_count(MAX_RECEIVE_COUNT)
+            .with_record_timeout(DEFAULT_LEASE);
         Poller {
             consumer: self.consumer.clone(),
-            worker: Arc::new(Worker::new(
-                self.engine.clone(),
-                Some(task_type),
-                concurrency,
-            )),
+            worker: Arc::new(worker),
             task_type,
             batch_size: 10,
             retry_delay,
         }
     }
 
-    /// Starts `pollers_per_type` poll loops for every task type; they stop when `shutdown` is true.
+    /// Starts `pollers_per_type` poll loops for every task type, and the sweeper of the enqueue
+    /// gap (once a minute); they stop when `shutdown` is true.
     pub fn spawn_workers(
         &self,
         pollers_per_type: usize,
@@ -91,6 +97,21 @@ impl Stack {
                 set.spawn(poller.run(shutdown.clone()));
             }
         }
+        let deps = self.deps.clone();
+        let mut stop = shutdown.clone();
+        set.spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_EVERY);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if let Err(e) = resend_stale(&deps, SweepLimits::default()).await {
+                            tracing::warn!(error = %e, "sweep failed; trying again at the next tick");
+                        }
+                    }
+                    _ = stop.changed() => return,
+                }
+            }
+        });
         set
     }
 }

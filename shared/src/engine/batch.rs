@@ -3,6 +3,7 @@
 //! reported, so SQS retries exactly those.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt;
@@ -23,6 +24,19 @@ pub struct Worker {
     /// The queue this worker serves; `None` accepts every type (tests, tools).
     task_type: Option<TaskType>,
     concurrency: usize,
+    /// The queue's redrive limit: a record received this many times is its task's last attempt.
+    max_receive_count: Option<u32>,
+    /// A record still running after this long is dropped (as a killed worker would be) and
+    /// left for redelivery, so one stuck record cannot hold its whole batch.
+    record_timeout: Option<Duration>,
+    role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Tasks,
+    /// Consumes dead-letter queues: each task there ends FAILED.
+    DeadLetters,
 }
 
 enum RecordResult {
@@ -36,7 +50,28 @@ impl Worker {
             engine,
             task_type,
             concurrency: concurrency.max(1),
+            max_receive_count: None,
+            record_timeout: None,
+            role: Role::Tasks,
         }
+    }
+
+    /// The consumer of the dead-letter queues (any task type).
+    pub fn dead_letters(engine: Arc<Engine>, concurrency: usize) -> Self {
+        Worker {
+            role: Role::DeadLetters,
+            ..Worker::new(engine, None, concurrency)
+        }
+    }
+
+    pub fn with_max_receive_count(mut self, max_receive_count: u32) -> Self {
+        self.max_receive_count = Some(max_receive_count);
+        self
+    }
+
+    pub fn with_record_timeout(mut self, timeout: Duration) -> Self {
+        self.record_timeout = Some(timeout);
+        self
     }
 
     pub fn task_type(&self) -> Option<TaskType> {
@@ -88,7 +123,29 @@ impl Worker {
             }
         };
         tracing::Span::current().record("task_id", tracing::field::display(message.task_id));
-        if let Some(expected) = self.task_type
+        let receive_count: u32 = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        let run = async {
+            match self.role {
+                Role::DeadLetters => {
+                    self.engine
+                        .fail_abandoned(
+                            &message,
+                            "retries exhausted: its message went to the dead-letter queue",
+                        )
+                        .await
+                }
+                Role::Tasks => {
+                    let last = self.max_receive_count.is_some_and(|max| receive_count >= max);
+                    self.engine.run_attempt(&message, last).await
+                }
+            }
+        };
+        if self.role == Role::Tasks
+            && let Some(expected) = self.task_type
             && message.task_type != expected
         {
             error!(
@@ -98,7 +155,17 @@ impl Worker {
             );
             return RecordResult::Retry;
         }
-        match self.engine.run(&message).await {
+        let result = match self.record_timeout {
+            Some(limit) => match tokio::time::timeout(limit, run).await {
+                Ok(result) => result,
+                Err(_) => {
+                    warn!(?limit, "record ran out of time; dropped mid-run, left for redelivery");
+                    return RecordResult::Retry;
+                }
+            },
+            None => run.await,
+        };
+        match result {
             Ok(
                 Outcome::Completed
                 | Outcome::Failed

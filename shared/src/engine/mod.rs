@@ -4,6 +4,7 @@
 mod batch;
 mod poller;
 mod processors;
+mod sweeper;
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use tracing::{debug, instrument, warn};
 
 pub use batch::{Worker, WorkerError};
 pub use poller::{Poller, sqs_event};
+pub use sweeper::{SweepLimits, resend_stale};
 
 use std::time::Duration;
 
@@ -75,10 +77,15 @@ impl Steps {
                 messages: vec![Message::Borrowed(JOB_STARTED)],
             }
         } else {
-            Steps {
-                base: task.message_count,
-                messages: Vec::new(),
-            }
+            Steps::resume(task.message_count)
+        }
+    }
+
+    /// A plan that starts after the `written` messages the task holds.
+    fn resume(written: u32) -> Self {
+        Steps {
+            base: written,
+            messages: Vec::new(),
         }
     }
 
@@ -97,6 +104,18 @@ impl Steps {
     pub fn say_owned(&mut self, message: String) {
         self.messages.push(Message::Owned(message));
     }
+}
+
+/// An error and its sources, for a message a client reads.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
 }
 
 /// How often a run re-reads and retries after losing a conditional write to a concurrent one.
@@ -160,8 +179,19 @@ impl Engine {
     }
 
     /// Runs one delivery of a task message to its end, or returns a transient error.
-    #[instrument(skip(self, message), fields(task_id = %message.task_id, task_type = %message.task_type), err)]
     pub async fn run(&self, message: &TaskMessage) -> Result<Outcome, TaskError> {
+        self.run_attempt(message, false).await
+    }
+
+    /// Runs one delivery; on its `last_attempt` (the queue's redrive limit reached) a transient
+    /// failure after the start ends the task FAILED with the reason, instead of leaving it
+    /// IN_PROGRESS while its message goes to the dead-letter queue.
+    #[instrument(skip(self, message), fields(task_id = %message.task_id, task_type = %message.task_type), err)]
+    pub async fn run_attempt(
+        &self,
+        message: &TaskMessage,
+        last_attempt: bool,
+    ) -> Result<Outcome, TaskError> {
         let tasks = &self.deps.tasks;
         let me = uuid::Uuid::new_v4().to_string();
         for _ in 0..MAX_CONFLICTS {
@@ -238,6 +268,13 @@ impl Engine {
                     debug!(%why, "another delivery checkpointed this task first; re-reading");
                     continue;
                 }
+                Err(transient) if last_attempt => {
+                    run.steps.say_owned(format!(
+                        "Job failed: retries exhausted; last error: {}",
+                        error_chain(&transient)
+                    ));
+                    TaskStatus::Failed
+                }
                 Err(transient) => return Err(transient),
             };
             let (task, steps) = (run.task, run.steps);
@@ -257,6 +294,46 @@ impl Engine {
         }
         Err(TaskError::Transient(StoreError::ConditionFailed(
             "the task kept changing under this delivery".to_owned(),
+        )))
+    }
+
+    /// For the consumer of the dead-letter queues: a task whose message ended there is FAILED
+    /// with `reason`, unless it has finished meanwhile or a delivery still holds a live lease on
+    /// it (then `Busy`: the dead letter is looked at again later).
+    #[instrument(skip(self, message), fields(task_id = %message.task_id, task_type = %message.task_type), err)]
+    pub async fn fail_abandoned(
+        &self,
+        message: &TaskMessage,
+        reason: &str,
+    ) -> Result<Outcome, TaskError> {
+        for _ in 0..MAX_CONFLICTS {
+            let now = self.deps.clock.now();
+            let Some(task) = self.deps.tasks.get_task(message.task_id, now).await? else {
+                return Ok(Outcome::Unknown);
+            };
+            if task.status.is_terminal() {
+                return Ok(Outcome::AlreadyDone);
+            }
+            if let Some(lease) = &task.lease
+                && task.status == TaskStatus::InProgress
+                && lease.until > now
+            {
+                return Err(TaskError::Busy { until: lease.until });
+            }
+            let mut steps = Steps::for_task(&task);
+            if task.message_count > 0 {
+                // "Job started" is written already (or a checkpoint holds the run so far).
+                steps = Steps::resume(task.message_count);
+            }
+            steps.say_owned(format!("Job failed: {reason}"));
+            match self.finish(&task, TaskStatus::Failed, steps).await {
+                Ok(()) => return Ok(Outcome::Failed),
+                Err(StoreError::ConditionFailed(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(TaskError::Transient(StoreError::ConditionFailed(
+            "the task kept changing while it was marked failed".to_owned(),
         )))
     }
 
