@@ -5,3 +5,4 @@
 
 pub mod emulator;
 pub mod http;
+pub mod soak;

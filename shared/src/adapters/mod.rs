@@ -3,6 +3,7 @@
 //! ones are what runs on AWS and against an emulator (`AWS_ENDPOINT_URL`).
 
 pub mod dynamo;
+pub mod faults;
 pub mod keys;
 pub mod memory;
 pub mod memory_queue;

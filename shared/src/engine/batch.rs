@@ -2,14 +2,15 @@
 //! binary's pollers alike. Each record is parsed and run on its own; only failed records are
 //! reported, so SQS retries exactly those.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt;
-use tracing::{Instrument, error, info_span, warn};
+use tracing::{Instrument, debug, error, info_span, warn};
 
-use super::{Engine, Outcome};
+use super::{Engine, Outcome, TaskError};
 use crate::domain::{TaskMessage, TaskType};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +42,8 @@ enum Role {
 
 enum RecordResult {
     Done,
-    Retry,
+    /// Back to the queue, at the earliest after the delay if there is one.
+    Retry(Option<Duration>),
 }
 
 impl Worker {
@@ -80,6 +82,17 @@ impl Worker {
 
     /// Handles one SQS event as Lambda's event source mapping delivers it.
     pub async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, WorkerError> {
+        Ok(self.handle_with_delays(event).await?.0)
+    }
+
+    /// `handle`, plus how long each failed record should wait at least before it comes back:
+    /// a record turned away by another delivery's lease is worth nothing before that lease
+    /// ends, and each early receive would count towards the redrive limit. (On Lambda the
+    /// queue's visibility timeout, longer than any lease, does this.)
+    pub async fn handle_with_delays(
+        &self,
+        event: SqsEvent,
+    ) -> Result<(SqsBatchResponse, HashMap<String, Duration>), WorkerError> {
         let results: Vec<(Option<String>, RecordResult)> = futures::stream::iter(event.records)
             .map(|record| async move {
                 let id = record.message_id.clone().filter(|id| !id.is_empty());
@@ -96,17 +109,21 @@ impl Worker {
             .await;
 
         let mut response = SqsBatchResponse::default();
+        let mut delays = HashMap::new();
         for (id, result) in results {
-            if let RecordResult::Retry = result {
+            if let RecordResult::Retry(delay) = result {
                 let Some(id) = id else {
                     return Err(WorkerError::FailedRecordWithoutId);
                 };
+                if let Some(delay) = delay {
+                    delays.insert(id.clone(), delay);
+                }
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = id;
                 response.batch_item_failures.push(failure);
             }
         }
-        Ok(response)
+        Ok((response, delays))
     }
 
     async fn handle_record(&self, record: SqsMessage) -> RecordResult {
@@ -139,7 +156,9 @@ impl Worker {
                         .await
                 }
                 Role::Tasks => {
-                    let last = self.max_receive_count.is_some_and(|max| receive_count >= max);
+                    let last = self
+                        .max_receive_count
+                        .is_some_and(|max| receive_count >= max);
                     self.engine.run_attempt(&message, last).await
                 }
             }
@@ -153,14 +172,17 @@ impl Worker {
                 got = %message.task_type,
                 "message of another task type on this queue: refused, left for redelivery and the DLQ"
             );
-            return RecordResult::Retry;
+            return RecordResult::Retry(None);
         }
         let result = match self.record_timeout {
             Some(limit) => match tokio::time::timeout(limit, run).await {
                 Ok(result) => result,
                 Err(_) => {
-                    warn!(?limit, "record ran out of time; dropped mid-run, left for redelivery");
-                    return RecordResult::Retry;
+                    warn!(
+                        ?limit,
+                        "record ran out of time; dropped mid-run, left for redelivery"
+                    );
+                    return RecordResult::Retry(None);
                 }
             },
             None => run.await,
@@ -173,9 +195,16 @@ impl Worker {
                 | Outcome::AlreadyDone
                 | Outcome::Unknown,
             ) => RecordResult::Done,
+            Err(TaskError::Busy { until }) => {
+                debug!(%until, "another delivery holds the task; back after its lease");
+                let left = until.micros() - self.engine.deps().clock.now().micros();
+                RecordResult::Retry(Some(Duration::from_micros(
+                    u64::try_from(left).unwrap_or(0),
+                )))
+            }
             Err(e) => {
                 warn!(error = %e, source = ?std::error::Error::source(&e), "transient failure; record left for redelivery");
-                RecordResult::Retry
+                RecordResult::Retry(None)
             }
         }
     }

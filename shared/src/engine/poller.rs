@@ -67,16 +67,22 @@ impl Poller {
             return 0;
         }
         let event = sqs_event(&messages, &self.consumer.source_arn(self.task_type));
-        let failed: Vec<String> = match self.worker.handle(event).await {
-            Ok(response) => response
-                .batch_item_failures
-                .into_iter()
-                .map(|f| f.item_identifier)
-                .collect(),
+        let (failed, delays): (Vec<String>, _) = match self.worker.handle_with_delays(event).await {
+            Ok((response, delays)) => (
+                response
+                    .batch_item_failures
+                    .into_iter()
+                    .map(|f| f.item_identifier)
+                    .collect(),
+                delays,
+            ),
             // The whole batch failed: every record goes back.
             Err(e) => {
                 warn!(error = %e, "batch failed as a whole");
-                messages.iter().map(|m| m.message_id.clone()).collect()
+                (
+                    messages.iter().map(|m| m.message_id.clone()).collect(),
+                    Default::default(),
+                )
             }
         };
         let (retry, done): (Vec<_>, Vec<_>) = messages
@@ -91,7 +97,13 @@ impl Poller {
             debug!(message_id = %m.message_id, "record failed; retried later");
             if let Err(e) = self
                 .consumer
-                .retry_later(self.task_type, &m.receipt_handle, self.retry_delay)
+                .retry_later(
+                    self.task_type,
+                    &m.receipt_handle,
+                    delays
+                        .get(&m.message_id)
+                        .map_or(self.retry_delay, |d| (*d).max(self.retry_delay)),
+                )
                 .await
             {
                 warn!(error = %e, "could not shorten the visibility timeout; redelivery waits for it");

@@ -65,7 +65,10 @@ pub async fn resend_stale(deps: &Deps, limits: SweepLimits) -> Result<usize, Tas
     }
     if !stale.is_empty() {
         deps.queue.send(&stale).await?;
-        info!(count = stale.len(), "re-sent the messages of stale QUEUED tasks");
+        info!(
+            count = stale.len(),
+            "re-sent the messages of stale QUEUED tasks"
+        );
     }
     Ok(stale.len())
 }
