@@ -275,7 +275,10 @@ impl Engine {
                     ));
                     TaskStatus::Failed
                 }
-                Err(transient) => return Err(transient),
+                Err(transient) => {
+                    self.release(&run.task).await;
+                    return Err(transient);
+                }
             };
             let (task, steps) = (run.task, run.steps);
             match self.finish(&task, status, steps).await {
@@ -335,6 +338,21 @@ impl Engine {
         Err(TaskError::Transient(StoreError::ConditionFailed(
             "the task kept changing while it was marked failed".to_owned(),
         )))
+    }
+
+    /// Gives up this run's lease after a transient failure, so the redelivery can take the task
+    /// at once instead of waiting for the lease to run out. Best effort: if the store is what
+    /// failed, the lease simply expires.
+    async fn release(&self, task: &Task) {
+        let now = self.deps.clock.now();
+        let mut update = TaskUpdate::of(task, TaskStatus::InProgress, Vec::new(), now);
+        update.lease = task.lease.as_ref().map(|lease| Lease {
+            owner: lease.owner.clone(),
+            until: now,
+        });
+        if let Err(e) = self.deps.tasks.update_task(task.task_id, update).await {
+            debug!(error = %e, "could not release the lease; it will run out");
+        }
     }
 
     async fn finish(
