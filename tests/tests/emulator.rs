@@ -61,7 +61,7 @@ fn n(item: &HashMap<String, AttributeValue>, name: &str) -> i64 {
 
 #[tokio::test]
 async fn seed_flow_through_the_api_and_worker_lambdas() {
-    let world = World::new(5).await;
+    let world = World::new().await;
 
     // The seed mutation as an HTTP API v2 event into the API handler
     let response = world.api_event(&event("v2")).await;
@@ -127,7 +127,7 @@ async fn seed_flow_through_the_api_and_worker_lambdas() {
 
 #[tokio::test]
 async fn completed_task_item_carries_a_24_hour_ttl_in_epoch_seconds() {
-    let world = World::new(5).await;
+    let world = World::new().await;
     let (_, body) = response_parts(&world.api_event(&event("v2")).await);
     let (_, task_id) = created(&body);
     assert_eq!(world.run_queue(TaskType::PostCreate).await, 1);
@@ -186,7 +186,7 @@ async fn put_raw_task(
 
 #[tokio::test]
 async fn expired_tasks_are_absent_from_get_and_from_list() {
-    let world = World::new(5).await;
+    let world = World::new().await;
     let now = Timestamp::now();
     let past = now.secs() - 10;
     let expired = put_raw_task(&world, "COMPLETE", now.micros() - 1_000_000, Some(past)).await;
@@ -233,7 +233,7 @@ async fn expired_tasks_are_absent_from_get_and_from_list() {
 
 #[tokio::test]
 async fn one_failing_record_is_the_only_batch_item_failure_and_the_only_redelivery() {
-    let world = World::new(5).await;
+    let world = World::new().await;
     let mut uids = Vec::new();
     for _ in 0..3 {
         let (_, body) = response_parts(&world.api_event(&event("v2")).await);
@@ -325,7 +325,7 @@ async fn one_failing_record_is_the_only_batch_item_failure_and_the_only_redelive
 
 #[tokio::test]
 async fn base64_bodies_and_rest_v1_events_give_the_same_result() {
-    let world = World::new(5).await;
+    let world = World::new().await;
     for name in ["v2", "v2-base64", "v1"] {
         let response = world.api_event(&event(name)).await;
         let (status, body) = response_parts(&response);
@@ -345,7 +345,7 @@ async fn base64_bodies_and_rest_v1_events_give_the_same_result() {
 
 #[tokio::test]
 async fn relationships_and_delete_work_on_dynamodb() {
-    let world = World::new(5).await;
+    let world = World::new().await;
     let (_, body) = world
         .graphql(r#"mutation { createSeason(season: { title: "S", external_id: "s-1", availability: { link: ["always"] } }) { uid } }"#)
         .await;
@@ -392,7 +392,7 @@ async fn relationships_and_delete_work_on_dynamodb() {
 
 #[tokio::test]
 async fn aws_requests_per_seed_create_movie() {
-    let world = World::new(5).await;
+    let world = World::new().await;
     world.counter.take();
     let (_, body) = response_parts(&world.api_event(&event("v2")).await);
     created(&body);
