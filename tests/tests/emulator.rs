@@ -430,3 +430,131 @@ async fn aws_requests_per_seed_create_movie() {
     // send, receive, delete, and one empty receive that ends the loop
     assert!(sum(&total, &is_sqs) <= 4, "{total:?}");
 }
+
+#[tokio::test]
+async fn tables_and_queues_are_created_as_the_template_declares() {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    use shared::config::{CONTENT_TABLE, TASKS_TABLE};
+    use shared::infra::Template;
+
+    let world = World::new().await;
+    let template = Template::embedded().expect("template");
+
+    for (variable, name) in [
+        (CONTENT_TABLE, &world.settings.tables.content),
+        (TASKS_TABLE, &world.settings.tables.tasks),
+    ] {
+        let spec = template.table_of_variable(variable).expect("table spec");
+        let table = world
+            .dynamodb
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .expect("describe")
+            .table
+            .expect("table");
+        let keys: Vec<(String, String)> = table
+            .key_schema()
+            .iter()
+            .map(|k| {
+                (
+                    k.attribute_name().to_owned(),
+                    k.key_type().as_str().to_owned(),
+                )
+            })
+            .collect();
+        let mut expected = vec![(spec.hash_key.clone(), "HASH".to_owned())];
+        expected.extend(
+            spec.range_key
+                .iter()
+                .map(|r| (r.clone(), "RANGE".to_owned())),
+        );
+        assert_eq!(keys, expected, "{variable}");
+        let mut indexes: Vec<(String, Vec<String>, String)> = table
+            .global_secondary_indexes()
+            .iter()
+            .map(|i| {
+                (
+                    i.index_name().unwrap_or_default().to_owned(),
+                    i.key_schema()
+                        .iter()
+                        .map(|k| k.attribute_name().to_owned())
+                        .collect(),
+                    i.projection()
+                        .and_then(|p| p.projection_type())
+                        .map(|p| p.as_str().to_owned())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
+        indexes.sort();
+        let mut expected: Vec<(String, Vec<String>, String)> = spec
+            .indexes
+            .iter()
+            .map(|i| {
+                let mut keys = vec![i.hash_key.clone()];
+                keys.extend(i.range_key.clone());
+                (i.name.clone(), keys, i.projection.clone())
+            })
+            .collect();
+        expected.sort();
+        assert_eq!(indexes, expected, "{variable}");
+        let ttl = world
+            .dynamodb
+            .describe_time_to_live()
+            .table_name(name)
+            .send()
+            .await
+            .expect("ttl")
+            .time_to_live_description
+            .and_then(|d| d.attribute_name)
+            .filter(|_| spec.ttl_attribute.is_some());
+        assert_eq!(ttl, spec.ttl_attribute, "{variable}");
+    }
+
+    for task_type in TaskType::ALL {
+        let spec = template.task_queue(*task_type).expect("queue spec");
+        let url = &world.settings.queue_urls[task_type];
+        assert!(
+            url.ends_with(&spec.name_for(&world.prefix).expect("name")),
+            "{url}"
+        );
+        let attributes = world
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await
+            .expect("attributes")
+            .attributes
+            .expect("attributes");
+        assert_eq!(
+            attributes
+                .get(&QueueAttributeName::VisibilityTimeout)
+                .and_then(|v| v.parse().ok()),
+            spec.visibility_timeout_secs,
+            "{task_type}"
+        );
+        let redrive: Value = serde_json::from_str(
+            attributes
+                .get(&QueueAttributeName::RedrivePolicy)
+                .expect("redrive"),
+        )
+        .expect("redrive JSON");
+        let dead_letter = spec.dead_letter.as_ref().expect("DLQ spec");
+        // moto reads it back reformatted: the count may be a number or a string.
+        let count = redrive["maxReceiveCount"]
+            .as_u64()
+            .or_else(|| redrive["maxReceiveCount"].as_str()?.parse().ok());
+        assert_eq!(count, Some(dead_letter.max_receive_count), "{task_type}");
+        let dlq_name = dead_letter.queue.name_for(&world.prefix).expect("DLQ name");
+        assert!(
+            redrive["deadLetterTargetArn"]
+                .as_str()
+                .is_some_and(|arn| arn.ends_with(&format!(":{dlq_name}"))),
+            "{redrive}"
+        );
+    }
+}
