@@ -170,8 +170,9 @@ pub fn check(template: &Template, code: &Expectations) -> Vec<String> {
         check_build(function, *role, &mut problems);
     }
     if let Some(api) = function_of(Role::Api) {
-        check_api(api, &mut problems);
+        check_api(template, api, &mut problems);
     }
+    check_globals(template, &mut problems);
 
     check_tables(template, &mut problems);
     check_outputs(template, &queue_of, &mut problems);
@@ -429,7 +430,32 @@ fn check_build(function: &FunctionSpec, role: Role, problems: &mut Problems) {
     );
 }
 
-fn check_api(api: &FunctionSpec, problems: &mut Problems) {
+/// JSON logs and tracing for every function.
+fn check_globals(template: &Template, problems: &mut Problems) {
+    let globals = template
+        .value()
+        .get("Globals")
+        .and_then(|g| g.get("Function"));
+    let get = |path: &[&str]| {
+        let mut value = globals?;
+        for key in path {
+            value = value.get(*key)?;
+        }
+        value.as_str().map(str::to_owned)
+    };
+    problems.expect_eq(
+        "Globals.Function.Tracing",
+        get(&["Tracing"]).as_deref(),
+        Some("Active"),
+    );
+    problems.expect_eq(
+        "Globals.Function.LoggingConfig.LogFormat",
+        get(&["LoggingConfig", "LogFormat"]).as_deref(),
+        Some("JSON"),
+    );
+}
+
+fn check_api(template: &Template, api: &FunctionSpec, problems: &mut Problems) {
     let mut routes: Vec<(String, String)> = api
         .http_routes
         .iter()
@@ -445,7 +471,8 @@ fn check_api(api: &FunctionSpec, problems: &mut Problems) {
         ],
     );
     for route in &api.http_routes {
-        if route.api.resource().is_none() {
+        let kind = route.api.resource().and_then(|r| template.resource_type(r));
+        if kind.as_deref() != Some("AWS::Serverless::HttpApi") {
             problems.add(format!(
                 "{}'s route {} is on no HttpApi of the template",
                 api.logical_id, route.name

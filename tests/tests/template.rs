@@ -469,3 +469,21 @@ fn key_drift_between_keys_rs_and_the_tables_is_caught() {
     });
     assert_caught(&problems, "ContentTable's DeletionPolicy");
 }
+
+#[test]
+fn json_logs_tracing_and_the_http_api_are_checked() {
+    let problems = problems_with(|t| {
+        mapping(t, &["Globals", "Function"]).remove("Tracing");
+    });
+    assert_caught(&problems, "Globals.Function.Tracing");
+
+    let problems = problems_with(|t| {
+        *at(t, &["Globals", "Function", "LoggingConfig", "LogFormat"]) = Value::from("Text");
+    });
+    assert_caught(&problems, "LogFormat");
+
+    let problems = problems_with(|t| {
+        mapping(t, &["Resources", "ApiFunction", "Properties", "Events"]).remove("GraphqlGet");
+    });
+    assert_caught(&problems, "ApiFunction's routes");
+}
