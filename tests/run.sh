@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# The test command (README): every test of the workspace, the emulator suite included.
+# The test command (README): the SAM template checks, then every test of the workspace, the
+# emulator suite included.
 #
-# With AWS_ENDPOINT_URL set (LocalStack, say) the suite runs against that endpoint. Without it,
-# this script installs moto's server at a pinned version into .venv (once), starts it on a free
-# loopback port, runs the suite against it, and stops it.
+# It installs its Python tools at pinned versions into .venv (once): moto's server, cfn-lint and
+# the SAM CLI. It lints infra/template.yaml with cfn-lint (informational checks included) and
+# `sam validate --lint`. With AWS_ENDPOINT_URL set (LocalStack, say) the suite runs against that
+# endpoint; without it, this script starts moto on a free loopback port and stops it after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MOTO_VERSION="5.2.5"
+CFN_LINT_VERSION="1.58.0"
+SAM_CLI_VERSION="1.170.0"
 VENV=".venv"
+export SAM_CLI_TELEMETRY=0
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is needed (https://rustup.rs)" >&2
@@ -24,14 +29,41 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ -z "${AWS_ENDPOINT_URL:-}" ]; then
-  if ! "$VENV/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
-    echo "== installing moto[server]==$MOTO_VERSION into $VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+installed() {
+  "$VENV/bin/python" - "$@" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version
+sys.exit(any(version(name) != wanted for name, wanted in zip(sys.argv[1::2], sys.argv[2::2])))
+PY
+}
+if ! installed moto "$MOTO_VERSION" cfn-lint "$CFN_LINT_VERSION" aws-sam-cli "$SAM_CLI_VERSION"; then
+  echo "== installing moto[server]==$MOTO_VERSION cfn-lint==$CFN_LINT_VERSION aws-sam-cli==$SAM_CLI_VERSION into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "moto[server]==$MOTO_VERSION" "cfn-lint==$CFN_LINT_VERSION" "aws-sam-cli==$SAM_CLI_VERSION"
+fi
+
+mkdir -p target
+# The template checks count as tests in the closing line.
+checks_passed=0
+checks_failed=0
+check() {
+  local name="$1"
+  shift
+  echo "== $name"
+  if "$@"; then
+    echo "template check ok: $name"
+    checks_passed=$((checks_passed + 1))
+  else
+    echo "template check FAILED: $name"
+    checks_failed=$((checks_failed + 1))
   fi
+}
+check "cfn-lint $CFN_LINT_VERSION" "$VENV/bin/cfn-lint" --include-checks I -- infra/template.yaml
+check "sam validate --lint ($SAM_CLI_VERSION)" "$VENV/bin/sam" validate --lint --template infra/template.yaml
+
+if [ -z "${AWS_ENDPOINT_URL:-}" ]; then
   port=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  mkdir -p target
   "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >target/moto.log 2>&1 &
   moto_pid=$!
   export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
@@ -57,12 +89,18 @@ export AWS_REGION="${AWS_REGION:-us-east-1}"
 log="target/test-output.log"
 mkdir -p target
 set +e
-cargo test --workspace --all-targets --locked "$@" 2>&1 | tee "$log"
+# --no-fail-fast: every test binary runs, so the totals below are the whole suite's.
+cargo test --workspace --all-targets --locked --no-fail-fast "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole run (cargo prints one per test binary, the last often "0 passed").
 passed=$(grep -E '^test result:' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -E '^test result:' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+passed=$((passed + checks_passed))
+failed=$((failed + checks_failed))
 echo
 echo "tests: $passed passed, $failed failed"
+if [ "$checks_failed" -ne 0 ] && [ "$status" -eq 0 ]; then
+  status=1
+fi
 exit "$status"

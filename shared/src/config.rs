@@ -1,5 +1,10 @@
 //! Configuration read once at start-up from the environment, under the names the SAM template
 //! sets. A missing variable fails start-up with its name.
+//!
+//! Each function gets only what it uses (least privilege): the API the queues of the task types
+//! mutations create, a worker its own `TASK_TYPE` and the queues of its child task types.
+//! [`Role::variables`] is the one list of what each role reads; the template consistency test
+//! compares it with the variables the template gives each function.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,15 +24,53 @@ pub fn queue_url_var(task_type: TaskType) -> String {
     format!("QUEUE_URL_{}", task_type.as_str().to_ascii_uppercase())
 }
 
-/// Every variable the code reads, for the template consistency check.
-pub fn all_variables() -> Vec<String> {
-    let mut names = vec![
-        CONTENT_TABLE.to_owned(),
-        TASKS_TABLE.to_owned(),
-        TASK_TYPE.to_owned(),
-    ];
-    names.extend(TaskType::ALL.iter().map(|t| queue_url_var(*t)));
-    names
+/// Which program reads its configuration, and so which queues it may send to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The API Lambda: sends the task types mutations create ([`TaskType::FROM_API`]).
+    Api,
+    /// A worker Lambda: sends only its type's children ([`TaskType::children`]).
+    Worker(TaskType),
+    /// `skylark-local --emulator`: polls and sends every queue. Not deployed.
+    Local,
+}
+
+impl Role {
+    /// The roles deployed by the SAM template, one function each.
+    pub fn deployed() -> Vec<Role> {
+        std::iter::once(Role::Api)
+            .chain(TaskType::ALL.iter().map(|t| Role::Worker(*t)))
+            .collect()
+    }
+
+    /// The task types whose queues this role sends to.
+    pub fn sends_to(self) -> &'static [TaskType] {
+        match self {
+            Role::Api => TaskType::FROM_API,
+            Role::Worker(task_type) => task_type.children(),
+            Role::Local => TaskType::ALL,
+        }
+    }
+
+    /// Every variable this role reads, in reading order.
+    pub fn variables(self) -> Vec<String> {
+        let mut names = vec![CONTENT_TABLE.to_owned(), TASKS_TABLE.to_owned()];
+        if let Role::Worker(_) = self {
+            names.push(TASK_TYPE.to_owned());
+        }
+        names.extend(self.sends_to().iter().map(|t| queue_url_var(*t)));
+        names
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Role::Api => f.write_str("the API"),
+            Role::Worker(task_type) => write!(f, "the {task_type} worker"),
+            Role::Local => f.write_str("skylark-local"),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,38 +85,79 @@ pub enum ConfigError {
 #[derive(Debug, Clone)]
 pub struct AwsSettings {
     pub tables: TableNames,
+    /// Only the queues this program sends to (or, for `skylark-local`, polls).
     pub queue_urls: HashMap<TaskType, String>,
 }
 
-fn var(name: &str) -> Result<String, ConfigError> {
-    std::env::var(name)
-        .ok()
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn required(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Result<String, ConfigError> {
+    lookup(name)
         .filter(|v| !v.is_empty())
         .ok_or_else(|| ConfigError::Missing(name.to_owned()))
 }
 
+/// `TASK_TYPE`, parsed.
+pub fn task_type(lookup: &impl Fn(&str) -> Option<String>) -> Result<TaskType, ConfigError> {
+    let value = required(lookup, TASK_TYPE)?;
+    value.parse().map_err(|_| ConfigError::Invalid {
+        name: TASK_TYPE.to_owned(),
+        reason: format!("`{value}` is not a task type"),
+    })
+}
+
 impl AwsSettings {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let mut queue_urls = HashMap::new();
-        for task_type in TaskType::ALL {
-            queue_urls.insert(*task_type, var(&queue_url_var(*task_type))?);
-        }
-        Ok(AwsSettings {
-            tables: TableNames {
-                content: var(CONTENT_TABLE)?,
-                tasks: var(TASKS_TABLE)?,
-            },
-            queue_urls,
-        })
+    /// The API Lambda's settings, from the environment.
+    pub fn for_api() -> Result<Self, ConfigError> {
+        Self::read(Role::Api, &env)
     }
 
-    /// The worker's task type, from `TASK_TYPE`.
-    pub fn task_type_from_env() -> Result<TaskType, ConfigError> {
-        let value = var(TASK_TYPE)?;
-        value.parse().map_err(|_| ConfigError::Invalid {
-            name: TASK_TYPE.to_owned(),
-            reason: format!("`{value}` is not a task type"),
-        })
+    /// A worker Lambda's task type and settings, from the environment.
+    pub fn for_worker() -> Result<(TaskType, Self), ConfigError> {
+        let task_type = task_type(&env)?;
+        Ok((task_type, Self::read(Role::Worker(task_type), &env)?))
+    }
+
+    /// `skylark-local --emulator` without `--create-resources`: every queue.
+    pub fn for_local() -> Result<Self, ConfigError> {
+        Self::read(Role::Local, &env)
+    }
+
+    /// Reads exactly [`Role::variables`] through `lookup`.
+    pub fn read(role: Role, lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let tables = TableNames {
+            content: required(lookup, CONTENT_TABLE)?,
+            tasks: required(lookup, TASKS_TABLE)?,
+        };
+        if let Role::Worker(expected) = role {
+            let found = task_type(lookup)?;
+            if found != expected {
+                return Err(ConfigError::Invalid {
+                    name: TASK_TYPE.to_owned(),
+                    reason: format!("`{found}`, but this is the {expected} worker"),
+                });
+            }
+        }
+        let mut queue_urls = HashMap::new();
+        for task_type in role.sends_to() {
+            queue_urls.insert(*task_type, required(lookup, &queue_url_var(*task_type))?);
+        }
+        Ok(AwsSettings { tables, queue_urls })
+    }
+
+    /// The same settings with only the queues `role` sends to: what the template gives that
+    /// function (the tests run each entry point with exactly that).
+    pub fn for_role(&self, role: Role) -> AwsSettings {
+        AwsSettings {
+            tables: self.tables.clone(),
+            queue_urls: role
+                .sends_to()
+                .iter()
+                .filter_map(|t| Some((*t, self.queue_urls.get(t)?.clone())))
+                .collect(),
+        }
     }
 
     /// The real adapters, on clients made from `sdk` (which honours `AWS_ENDPOINT_URL`).
@@ -99,5 +183,104 @@ impl AwsSettings {
             clock: Arc::new(SystemClock),
         };
         (deps, queue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+
+    fn everything(name: &str) -> Option<String> {
+        match name {
+            TASK_TYPE => Some("batch_delete".to_owned()),
+            other => Some(format!("value of {other}")),
+        }
+    }
+
+    #[test]
+    fn each_role_reads_exactly_its_variables() {
+        for role in Role::deployed().into_iter().chain([Role::Local]) {
+            let asked = RefCell::new(Vec::new());
+            let lookup = |name: &str| {
+                asked.borrow_mut().push(name.to_owned());
+                match (role, name) {
+                    (Role::Worker(t), TASK_TYPE) => Some(t.as_str().to_owned()),
+                    _ => everything(name),
+                }
+            };
+            let settings = AwsSettings::read(role, &lookup).expect("settings");
+            assert_eq!(*asked.borrow(), role.variables(), "{role}");
+            let mut queues: Vec<_> = settings.queue_urls.keys().copied().collect();
+            queues.sort();
+            let mut expected = role.sends_to().to_vec();
+            expected.sort();
+            assert_eq!(queues, expected, "{role}");
+        }
+    }
+
+    #[test]
+    fn the_api_gets_the_queues_of_mutations_and_a_worker_those_of_its_children() {
+        assert_eq!(
+            Role::Api.variables(),
+            [
+                "CONTENT_TABLE",
+                "TASKS_TABLE",
+                "QUEUE_URL_POST_CREATE",
+                "QUEUE_URL_POST_UPDATE",
+                "QUEUE_URL_POST_DELETE",
+                "QUEUE_URL_BATCH_DELETE",
+                "QUEUE_URL_AVAILABILITY_UPDATE",
+                "QUEUE_URL_AVAILABILITY_DELETE",
+            ]
+        );
+        assert_eq!(
+            Role::Worker(TaskType::BatchDelete).variables(),
+            [
+                "CONTENT_TABLE",
+                "TASKS_TABLE",
+                "TASK_TYPE",
+                "QUEUE_URL_POST_DELETE"
+            ]
+        );
+        assert_eq!(
+            Role::Worker(TaskType::PostCreate).variables(),
+            ["CONTENT_TABLE", "TASKS_TABLE", "TASK_TYPE"]
+        );
+    }
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let lookup = |name: &str| (name != "QUEUE_URL_BATCH_DELETE").then(|| everything(name))?;
+        let error = AwsSettings::read(Role::Api, &lookup).expect_err("missing");
+        assert_eq!(
+            error.to_string(),
+            "environment variable QUEUE_URL_BATCH_DELETE is not set"
+        );
+    }
+
+    #[test]
+    fn a_worker_refuses_another_task_type() {
+        let error =
+            AwsSettings::read(Role::Worker(TaskType::PostCreate), &everything).expect_err("wrong");
+        assert!(error.to_string().contains("TASK_TYPE"), "{error}");
+        let error = task_type(&|_: &str| Some("post-create".to_owned())).expect_err("not a type");
+        assert!(error.to_string().contains("`post-create`"), "{error}");
+    }
+
+    #[test]
+    fn for_role_keeps_only_the_queues_the_role_sends_to() {
+        let all = AwsSettings::read(Role::Local, &everything).expect("settings");
+        let worker = all.for_role(Role::Worker(TaskType::AvailabilityDelete));
+        assert_eq!(
+            worker.queue_urls.keys().collect::<Vec<_>>(),
+            [&TaskType::PostDeleteAvailability]
+        );
+        assert!(
+            all.for_role(Role::Worker(TaskType::PostCreate))
+                .queue_urls
+                .is_empty()
+        );
     }
 }

@@ -5,7 +5,9 @@
 //! - [`adapters`]: in-memory implementations with DynamoDB's and SQS's semantics;
 //! - [`engine`]: the task engine, the processors and the batch handler every worker uses;
 //! - [`service`], [`graphql`], [`http`]: the API;
-//! - [`app`]: composition for the local binary and the tests.
+//! - [`app`]: composition for the local binary and the tests;
+//! - [`config`]: each function's settings from its environment;
+//! - [`infra`]: the SAM template read as data (tables, queues, functions).
 
 pub mod adapters;
 pub mod app;
@@ -14,6 +16,7 @@ pub mod domain;
 pub mod engine;
 pub mod graphql;
 pub mod http;
+pub mod infra;
 pub mod ports;
 pub mod service;
 pub mod telemetry;

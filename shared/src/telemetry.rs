@@ -1,9 +1,27 @@
-//! Logging with `tracing`: text for people, JSON lines for CloudWatch. `RUST_LOG` filters.
+//! Logging with `tracing`: text for people, JSON lines for CloudWatch. `RUST_LOG` filters; on
+//! Lambda without it, the level the template's `LoggingConfig.ApplicationLogLevel` gives
+//! (Lambda passes it as `AWS_LAMBDA_LOG_LEVEL`); else `info`.
 
 use tracing_subscriber::EnvFilter;
 
+/// Set by Lambda from `LoggingConfig.ApplicationLogLevel` (TRACE … FATAL).
+pub const LAMBDA_LOG_LEVEL: &str = "AWS_LAMBDA_LOG_LEVEL";
+
+fn lambda_level() -> Option<EnvFilter> {
+    let level = std::env::var(LAMBDA_LOG_LEVEL).ok()?.to_ascii_lowercase();
+    let level = if level == "fatal" {
+        "error".to_owned()
+    } else {
+        level
+    };
+    EnvFilter::try_new(level).ok()
+}
+
 pub fn init(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .ok()
+        .or_else(lambda_level)
+        .unwrap_or_else(|| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);

@@ -1,6 +1,7 @@
-//! One test's own world on the emulator: uniquely named tables and queues, the real DynamoDB and
-//! SQS adapters, the API Lambda's router behind `lambda_http`'s own adapter, and the worker
-//! Lambda's handler — fed with real event JSON.
+//! One test's own world on the emulator: uniquely named tables and queues created as
+//! `infra/template.yaml` declares them, the real DynamoDB and SQS adapters, the API Lambda's router
+//! behind `lambda_http`'s own adapter, and the worker Lambda's handler — fed with real event JSON.
+//! Each entry point gets only the queues the template gives its function (`config::Role`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -18,10 +19,10 @@ use aws_smithy_types::config_bag::ConfigBag;
 use lambda_http::request::LambdaRequest;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
-use shared::adapters::provision::{create_queues, create_tables};
+use shared::adapters::provision::{create_queues_with, create_tables};
 use shared::adapters::{SqsTaskQueue, TableNames};
 use shared::app::{api_router, lambda_worker};
-use shared::config::AwsSettings;
+use shared::config::{AwsSettings, Role};
 use shared::domain::TaskType;
 use shared::engine::{Deps, Worker, sqs_event};
 use shared::ports::{QueueConsumer, ReceivedMessage};
@@ -82,18 +83,32 @@ pub async fn sdk_config() -> SdkConfig {
 
 pub struct World {
     pub prefix: String,
+    /// Every table and queue (what `skylark-local --emulator` has).
     pub settings: AwsSettings,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
+    /// The adapters on every queue, for arranging and inspecting state.
     pub deps: Deps,
+    /// The consuming side of every queue (receive, delete), as Lambda's event source mapping.
     pub queue: Arc<SqsTaskQueue>,
     pub counter: RequestCounter,
+    counted_dynamodb: aws_sdk_dynamodb::Client,
+    counted_sqs: aws_sdk_sqs::Client,
     router: axum::Router,
 }
 
 impl World {
-    /// A fresh set of tables and queues (`max_receive_count` before the DLQ).
-    pub async fn new(max_receive_count: u32) -> World {
+    /// A fresh set of tables and queues, as the template declares them.
+    pub async fn new() -> World {
+        Self::build(None).await
+    }
+
+    /// `new`, with the redrive-limit parameter set to `max_receive_count`.
+    pub async fn with_max_receive_count(max_receive_count: u32) -> World {
+        Self::build(Some(max_receive_count)).await
+    }
+
+    async fn build(max_receive_count: Option<u32>) -> World {
         let sdk = sdk_config().await;
         let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let tables = TableNames {
@@ -105,7 +120,7 @@ impl World {
         create_tables(&plain_dynamodb, &tables)
             .await
             .expect("create tables");
-        let queue_urls = create_queues(&plain_sqs, &prefix, max_receive_count, 30)
+        let queue_urls = create_queues_with(&plain_sqs, &prefix, max_receive_count)
             .await
             .expect("create queues");
         let settings = AwsSettings { tables, queue_urls };
@@ -122,7 +137,10 @@ impl World {
                 .build(),
         );
         let (deps, queue) = settings.deps_with(dynamodb.clone(), sqs.clone());
-        let router = api_router(deps.clone());
+        let (api_deps, _) = settings
+            .for_role(Role::Api)
+            .deps_with(dynamodb.clone(), sqs.clone());
+        let router = api_router(api_deps);
         World {
             prefix,
             settings,
@@ -131,8 +149,18 @@ impl World {
             deps,
             queue,
             counter,
+            counted_dynamodb: dynamodb,
+            counted_sqs: sqs,
             router,
         }
+    }
+
+    /// The adapters as a deployed function of `role` has them: only its own queues.
+    pub fn deps_of(&self, role: Role) -> Deps {
+        self.settings
+            .for_role(role)
+            .deps_with(self.counted_dynamodb.clone(), self.counted_sqs.clone())
+            .0
     }
 
     /// An API Gateway event (JSON) through `lambda_http`'s own adapter, as the runtime calls it;
@@ -174,13 +202,24 @@ impl World {
 
     /// The worker Lambda's handler for `task_type`, with a real `LambdaEvent`.
     pub async fn invoke_worker(&self, task_type: TaskType, event: SqsEvent) -> SqsBatchResponse {
-        invoke(&lambda_worker(self.deps.clone(), task_type), event).await
+        invoke(
+            &lambda_worker(self.deps_of(Role::Worker(task_type)), task_type),
+            event,
+        )
+        .await
+    }
+
+    /// The worker Lambda's handler for `task_type`, given the event JSON Lambda would send,
+    /// with only the queues the template gives that worker.
+    pub async fn invoke_worker_json(&self, task_type: TaskType, event: Value) -> SqsBatchResponse {
+        let event: SqsEvent = serde_json::from_value(event).expect("an SqsEvent");
+        self.invoke_worker(task_type, event).await
     }
 
     /// Receives, invokes the worker and deletes what succeeded, until the queue is empty:
     /// what Lambda's event source mapping does. Returns how many records it handled.
     pub async fn run_queue(&self, task_type: TaskType) -> usize {
-        let worker = lambda_worker(self.deps.clone(), task_type);
+        let worker = lambda_worker(self.deps_of(Role::Worker(task_type)), task_type);
         self.run_queue_with(&worker, task_type, 1).await
     }
 

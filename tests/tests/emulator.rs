@@ -61,7 +61,7 @@ fn n(item: &HashMap<String, AttributeValue>, name: &str) -> i64 {
 
 #[tokio::test]
 async fn seed_flow_through_the_api_and_worker_lambdas() {
-    let world = World::new(5).await;
+    let world = World::new().await;
 
     // The seed mutation as an HTTP API v2 event into the API handler
     let response = world.api_event(&event("v2")).await;
@@ -127,7 +127,7 @@ async fn seed_flow_through_the_api_and_worker_lambdas() {
 
 #[tokio::test]
 async fn completed_task_item_carries_a_24_hour_ttl_in_epoch_seconds() {
-    let world = World::new(5).await;
+    let world = World::new().await;
     let (_, body) = response_parts(&world.api_event(&event("v2")).await);
     let (_, task_id) = created(&body);
     assert_eq!(world.run_queue(TaskType::PostCreate).await, 1);
@@ -186,7 +186,7 @@ async fn put_raw_task(
 
 #[tokio::test]
 async fn expired_tasks_are_absent_from_get_and_from_list() {
-    let world = World::new(5).await;
+    let world = World::new().await;
     let now = Timestamp::now();
     let past = now.secs() - 10;
     let expired = put_raw_task(&world, "COMPLETE", now.micros() - 1_000_000, Some(past)).await;
@@ -233,7 +233,7 @@ async fn expired_tasks_are_absent_from_get_and_from_list() {
 
 #[tokio::test]
 async fn one_failing_record_is_the_only_batch_item_failure_and_the_only_redelivery() {
-    let world = World::new(5).await;
+    let world = World::new().await;
     let mut uids = Vec::new();
     for _ in 0..3 {
         let (_, body) = response_parts(&world.api_event(&event("v2")).await);
@@ -325,7 +325,7 @@ async fn one_failing_record_is_the_only_batch_item_failure_and_the_only_redelive
 
 #[tokio::test]
 async fn base64_bodies_and_rest_v1_events_give_the_same_result() {
-    let world = World::new(5).await;
+    let world = World::new().await;
     for name in ["v2", "v2-base64", "v1"] {
         let response = world.api_event(&event(name)).await;
         let (status, body) = response_parts(&response);
@@ -345,7 +345,7 @@ async fn base64_bodies_and_rest_v1_events_give_the_same_result() {
 
 #[tokio::test]
 async fn relationships_and_delete_work_on_dynamodb() {
-    let world = World::new(5).await;
+    let world = World::new().await;
     let (_, body) = world
         .graphql(r#"mutation { createSeason(season: { title: "S", external_id: "s-1", availability: { link: ["always"] } }) { uid } }"#)
         .await;
@@ -392,7 +392,7 @@ async fn relationships_and_delete_work_on_dynamodb() {
 
 #[tokio::test]
 async fn aws_requests_per_seed_create_movie() {
-    let world = World::new(5).await;
+    let world = World::new().await;
     world.counter.take();
     let (_, body) = response_parts(&world.api_event(&event("v2")).await);
     created(&body);
@@ -429,4 +429,132 @@ async fn aws_requests_per_seed_create_movie() {
     assert!(sum(&total, &is_write) <= 4, "{total:?}");
     // send, receive, delete, and one empty receive that ends the loop
     assert!(sum(&total, &is_sqs) <= 4, "{total:?}");
+}
+
+#[tokio::test]
+async fn tables_and_queues_are_created_as_the_template_declares() {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    use shared::config::{CONTENT_TABLE, TASKS_TABLE};
+    use shared::infra::Template;
+
+    let world = World::new().await;
+    let template = Template::embedded().expect("template");
+
+    for (variable, name) in [
+        (CONTENT_TABLE, &world.settings.tables.content),
+        (TASKS_TABLE, &world.settings.tables.tasks),
+    ] {
+        let spec = template.table_of_variable(variable).expect("table spec");
+        let table = world
+            .dynamodb
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .expect("describe")
+            .table
+            .expect("table");
+        let keys: Vec<(String, String)> = table
+            .key_schema()
+            .iter()
+            .map(|k| {
+                (
+                    k.attribute_name().to_owned(),
+                    k.key_type().as_str().to_owned(),
+                )
+            })
+            .collect();
+        let mut expected = vec![(spec.hash_key.clone(), "HASH".to_owned())];
+        expected.extend(
+            spec.range_key
+                .iter()
+                .map(|r| (r.clone(), "RANGE".to_owned())),
+        );
+        assert_eq!(keys, expected, "{variable}");
+        let mut indexes: Vec<(String, Vec<String>, String)> = table
+            .global_secondary_indexes()
+            .iter()
+            .map(|i| {
+                (
+                    i.index_name().unwrap_or_default().to_owned(),
+                    i.key_schema()
+                        .iter()
+                        .map(|k| k.attribute_name().to_owned())
+                        .collect(),
+                    i.projection()
+                        .and_then(|p| p.projection_type())
+                        .map(|p| p.as_str().to_owned())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
+        indexes.sort();
+        let mut expected: Vec<(String, Vec<String>, String)> = spec
+            .indexes
+            .iter()
+            .map(|i| {
+                let mut keys = vec![i.hash_key.clone()];
+                keys.extend(i.range_key.clone());
+                (i.name.clone(), keys, i.projection.clone())
+            })
+            .collect();
+        expected.sort();
+        assert_eq!(indexes, expected, "{variable}");
+        let ttl = world
+            .dynamodb
+            .describe_time_to_live()
+            .table_name(name)
+            .send()
+            .await
+            .expect("ttl")
+            .time_to_live_description
+            .and_then(|d| d.attribute_name)
+            .filter(|_| spec.ttl_attribute.is_some());
+        assert_eq!(ttl, spec.ttl_attribute, "{variable}");
+    }
+
+    for task_type in TaskType::ALL {
+        let spec = template.task_queue(*task_type).expect("queue spec");
+        let url = &world.settings.queue_urls[task_type];
+        assert!(
+            url.ends_with(&spec.name_for(&world.prefix).expect("name")),
+            "{url}"
+        );
+        let attributes = world
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await
+            .expect("attributes")
+            .attributes
+            .expect("attributes");
+        assert_eq!(
+            attributes
+                .get(&QueueAttributeName::VisibilityTimeout)
+                .and_then(|v| v.parse().ok()),
+            spec.visibility_timeout_secs,
+            "{task_type}"
+        );
+        let redrive: Value = serde_json::from_str(
+            attributes
+                .get(&QueueAttributeName::RedrivePolicy)
+                .expect("redrive"),
+        )
+        .expect("redrive JSON");
+        let dead_letter = spec.dead_letter.as_ref().expect("DLQ spec");
+        // moto reads it back reformatted: the count may be a number or a string.
+        let count = redrive["maxReceiveCount"]
+            .as_u64()
+            .or_else(|| redrive["maxReceiveCount"].as_str()?.parse().ok());
+        assert_eq!(count, Some(dead_letter.max_receive_count), "{task_type}");
+        let dlq_name = dead_letter.queue.name_for(&world.prefix).expect("DLQ name");
+        assert!(
+            redrive["deadLetterTargetArn"]
+                .as_str()
+                .is_some_and(|arn| arn.ends_with(&format!(":{dlq_name}"))),
+            "{redrive}"
+        );
+    }
 }

@@ -115,7 +115,7 @@ async fn dead_letter_queue(world: &World, task_type: TaskType) -> SqsTaskQueue {
 async fn a_poison_task_fails_at_its_last_attempt_with_the_reason() {
     // Given a queue that moves a message to its DLQ after 3 receives, and a task whose object
     // can never be read
-    let world = World::new(3).await;
+    let world = World::with_max_receive_count(3).await;
     let (uid, task_id) = create_movie(&world).await;
     let worker = Worker::new(
         Arc::new(Engine::new(poisoned(&world, &uid))),
@@ -153,7 +153,7 @@ async fn a_poison_task_fails_at_its_last_attempt_with_the_reason() {
 #[tokio::test]
 async fn a_task_whose_message_reached_the_dlq_is_failed_by_the_dlq_consumer() {
     // Given a worker that does not know the redrive limit, so the message reaches the DLQ
-    let world = World::new(3).await;
+    let world = World::with_max_receive_count(3).await;
     let (uid, task_id) = create_movie(&world).await;
     let worker = Worker::new(
         Arc::new(Engine::new(poisoned(&world, &uid))),
@@ -187,7 +187,7 @@ async fn a_task_whose_message_reached_the_dlq_is_failed_by_the_dlq_consumer() {
 #[tokio::test]
 async fn the_sweeper_sends_again_what_a_failed_send_left_queued() {
     // Given an API whose SendMessage fails after the task was written
-    let world = World::new(5).await;
+    let world = World::new().await;
     let faults = Faults::new(
         FaultPlan {
             send_fail: 1.0,
@@ -245,7 +245,7 @@ async fn the_sweeper_sends_again_what_a_failed_send_left_queued() {
 
 #[tokio::test]
 async fn six_hundred_long_messages_stay_bounded_and_the_task_completes() {
-    let world = World::new(5).await;
+    let world = World::new().await;
     let (_, task_id) = create_movie(&world).await;
     let id = TaskId::parse(&task_id).expect("uuid");
     let now = shared::domain::Timestamp::now();

@@ -120,7 +120,7 @@ async fn movie_status(world: &World, uid: &str) -> Value {
 
 #[tokio::test]
 async fn availability_update_and_delete_fan_out_on_dynamodb() {
-    let world = World::new(5).await;
+    let world = World::new().await;
     let now = shared::domain::Timestamp::now();
     let data = ok(
         &world,
@@ -254,7 +254,7 @@ impl TaskQueue for StallingQueue {
 #[tokio::test]
 async fn fan_out_over_500_objects_continues_after_a_killed_worker() {
     const OBJECTS: usize = 500;
-    let world = World::new(5).await;
+    let world = World::new().await;
     let data = ok(
         &world,
         r#"mutation { createAvailability(availability: { external_id: "big" }) { uid } }"#,
@@ -412,7 +412,7 @@ async fn fan_out_over_500_objects_continues_after_a_killed_worker() {
 
 #[tokio::test]
 async fn batch_delete_on_dynamodb() {
-    let world = World::new(5).await;
+    let world = World::new().await;
     let brand = ok(
         &world,
         r#"mutation { createBrand(brand: { title: "B", external_id: "b", availability: { link: ["always"] } }) { uid } }"#,

@@ -147,7 +147,7 @@ async fn soak_embedded_2000_mutations_under_faults() {
 async fn soak_emulator_200_mutations_under_faults() {
     const MUTATIONS: usize = 200;
     let deadline = Duration::from_secs(900);
-    let world = World::new(100).await;
+    let world = World::with_max_receive_count(100).await;
     let clean = run(
         clean_soak(
             world.deps.clone(),
@@ -158,7 +158,7 @@ async fn soak_emulator_200_mutations_under_faults() {
         deadline,
     )
     .await;
-    let world = World::new(100).await;
+    let world = World::with_max_receive_count(100).await;
     let faulty = run(
         soaks(
             world.deps.clone(),

@@ -34,8 +34,9 @@ struct Config {
     /// Use DynamoDB and SQS at `AWS_ENDPOINT_URL` (moto, LocalStack) instead of memory.
     #[arg(long, env = "SKYLARK_EMULATOR", default_value_t = false)]
     emulator: bool,
-    /// With --emulator: create the tables and queues (named from --resource-prefix) instead of
-    /// reading CONTENT_TABLE, TASKS_TABLE and QUEUE_URL_<TYPE> from the environment.
+    /// With --emulator: create the tables and queues (named from --resource-prefix) as
+    /// infra/template.yaml declares them, instead of reading CONTENT_TABLE, TASKS_TABLE and
+    /// QUEUE_URL_<TYPE> (every type) from the environment.
     #[arg(long, env = "SKYLARK_CREATE_RESOURCES", default_value_t = false)]
     create_resources: bool,
     /// Name prefix of the tables and queues --create-resources makes.
@@ -78,18 +79,13 @@ async fn emulator_stack(config: &Config) -> anyhow::Result<Stack> {
         create_tables(&aws_sdk_dynamodb::Client::new(&sdk), &tables)
             .await
             .map_err(|e| anyhow::anyhow!("creating tables: {e}"))?;
-        let queue_urls = create_queues(
-            &aws_sdk_sqs::Client::new(&sdk),
-            &config.resource_prefix,
-            5,
-            30,
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("creating queues: {e}"))?;
+        let queue_urls = create_queues(&aws_sdk_sqs::Client::new(&sdk), &config.resource_prefix)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating queues: {e}"))?;
         info!(prefix = %config.resource_prefix, "tables and queues ready");
         AwsSettings { tables, queue_urls }
     } else {
-        AwsSettings::from_env()?
+        AwsSettings::for_local()?
     };
     let (deps, queue) = settings.deps(&sdk);
     Ok(Stack::new(deps, queue))

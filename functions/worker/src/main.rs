@@ -1,5 +1,6 @@
 //! The worker Lambda, deployed once per task type: `TASK_TYPE` says which; it refuses messages
-//! of any other type. Configuration as the API's, plus `TASK_TYPE`.
+//! of any other type. Configuration (`Role::Worker`): `CONTENT_TABLE`, `TASKS_TABLE`, `TASK_TYPE`
+//! and `QUEUE_URL_<TYPE>` for its child task types only.
 
 use std::sync::Arc;
 
@@ -11,8 +12,7 @@ use shared::config::AwsSettings;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::telemetry::init(true);
-    let task_type = AwsSettings::task_type_from_env()?;
-    let settings = AwsSettings::from_env()?;
+    let (task_type, settings) = AwsSettings::for_worker()?;
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let (deps, _) = settings.deps(&sdk);
     let worker = Arc::new(lambda_worker(deps, task_type));

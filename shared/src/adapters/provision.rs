@@ -1,6 +1,7 @@
-//! Creates the tables and queues the AWS adapters need, with the keys, indexes, TTL and redrive
-//! settings the SAM template declares: for emulator mode and for the emulator tests, where each
-//! test makes its own uniquely named set.
+//! Creates the tables and queues the AWS adapters need, exactly as `infra/template.yaml`
+//! declares them — keys, indexes, projections, TTL, visibility timeout, redrive to a DLQ and
+//! retention are read from the template ([`crate::infra`]), so the two cannot drift. For emulator
+//! mode and the emulator tests, where each test makes its own uniquely named set.
 
 use std::collections::HashMap;
 
@@ -11,16 +12,10 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_sqs::types::QueueAttributeName;
 
 use super::TableNames;
-use super::keys::*;
+use crate::config::{CONTENT_TABLE, TASKS_TABLE};
 use crate::domain::TaskType;
+use crate::infra::{QueueSpec, TableSpec, Template};
 use crate::ports::BoxError;
-
-fn attribute(name: &str) -> Result<AttributeDefinition, BoxError> {
-    Ok(AttributeDefinition::builder()
-        .attribute_name(name)
-        .attribute_type(ScalarAttributeType::S)
-        .build()?)
-}
 
 fn key(name: &str, key_type: KeyType) -> Result<KeySchemaElement, BoxError> {
     Ok(KeySchemaElement::builder()
@@ -29,17 +24,12 @@ fn key(name: &str, key_type: KeyType) -> Result<KeySchemaElement, BoxError> {
         .build()?)
 }
 
-fn index(name: &str, pk: &str, sk: &str) -> Result<GlobalSecondaryIndex, BoxError> {
-    Ok(GlobalSecondaryIndex::builder()
-        .index_name(name)
-        .key_schema(key(pk, KeyType::Hash)?)
-        .key_schema(key(sk, KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::All)
-                .build(),
-        )
-        .build()?)
+fn key_schema(hash: &str, range: Option<&str>) -> Result<Vec<KeySchemaElement>, BoxError> {
+    let mut keys = vec![key(hash, KeyType::Hash)?];
+    if let Some(range) = range {
+        keys.push(key(range, KeyType::Range)?);
+    }
+    Ok(keys)
 }
 
 fn already_exists<E: std::fmt::Debug>(e: &E) -> bool {
@@ -47,117 +37,166 @@ fn already_exists<E: std::fmt::Debug>(e: &E) -> bool {
     text.contains("ResourceInUseException") || text.contains("QueueAlreadyExists")
 }
 
-/// Creates both tables (an existing table is left as it is) and turns TTL on for tasks.
-pub async fn create_tables(
+/// Creates one table named `name` as `spec` declares it (an existing table is left as it is).
+pub async fn create_table(
     client: &aws_sdk_dynamodb::Client,
-    tables: &TableNames,
+    name: &str,
+    spec: &TableSpec,
 ) -> Result<(), BoxError> {
-    let content = client
+    let mut request = client
         .create_table()
-        .table_name(&tables.content)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute(PK)?)
-        .attribute_definitions(attribute(SK)?)
-        .attribute_definitions(attribute(GSI1_PK)?)
-        .attribute_definitions(attribute(GSI1_SK)?)
-        .key_schema(key(PK, KeyType::Hash)?)
-        .key_schema(key(SK, KeyType::Range)?)
-        .global_secondary_indexes(index(GSI1, GSI1_PK, GSI1_SK)?)
-        .send()
-        .await;
-    if let Err(e) = content
-        && !already_exists(&e)
-    {
-        return Err(e.into());
+        .table_name(name)
+        .billing_mode(BillingMode::from(
+            spec.billing_mode.as_deref().unwrap_or("PAY_PER_REQUEST"),
+        ))
+        .set_key_schema(Some(key_schema(&spec.hash_key, spec.range_key.as_deref())?));
+    for (attribute, kind) in &spec.attributes {
+        request = request.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(attribute)
+                .attribute_type(ScalarAttributeType::from(kind.as_str()))
+                .build()?,
+        );
     }
-    let tasks = client
-        .create_table()
-        .table_name(&tables.tasks)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute(TASK_ID)?)
-        .attribute_definitions(attribute(STATUS)?)
-        .attribute_definitions(attribute(ALL)?)
-        .attribute_definitions(attribute(CREATED_KEY)?)
-        .attribute_definitions(attribute(OBJECT_UID)?)
-        .attribute_definitions(attribute(TASK_TYPE)?)
-        .key_schema(key(TASK_ID, KeyType::Hash)?)
-        .global_secondary_indexes(index(BY_STATUS, STATUS, CREATED_KEY)?)
-        .global_secondary_indexes(index(BY_CREATED, ALL, CREATED_KEY)?)
-        .global_secondary_indexes(index(BY_OBJECT, OBJECT_UID, CREATED_KEY)?)
-        .global_secondary_indexes(index(BY_TYPE, TASK_TYPE, CREATED_KEY)?)
-        .send()
-        .await;
-    match tasks {
-        Ok(_) => {
-            client
-                .update_time_to_live()
-                .table_name(&tables.tasks)
-                .time_to_live_specification(
-                    TimeToLiveSpecification::builder()
-                        .attribute_name(EXPIRES_AT)
-                        .enabled(true)
-                        .build()?,
+    for index in &spec.indexes {
+        request = request.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(&index.name)
+                .set_key_schema(Some(key_schema(
+                    &index.hash_key,
+                    index.range_key.as_deref(),
+                )?))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(index.projection.as_str()))
+                        .build(),
                 )
-                .send()
-                .await?;
-        }
-        Err(e) if already_exists(&e) => {}
+                .build()?,
+        );
+    }
+    match request.send().await {
+        Ok(_) => {}
+        Err(e) if already_exists(&e) => return Ok(()),
         Err(e) => return Err(e.into()),
+    }
+    if let Some(ttl) = &spec.ttl_attribute {
+        client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(ttl)
+                    .enabled(true)
+                    .build()?,
+            )
+            .send()
+            .await?;
     }
     Ok(())
 }
 
-/// The queue name of a task type: `<prefix>-<task_type>`, its dead-letter queue `…-dlq`.
+/// Creates both tables, named by `tables`, as the template declares the tables its functions'
+/// `CONTENT_TABLE` and `TASKS_TABLE` refer to.
+pub async fn create_tables(
+    client: &aws_sdk_dynamodb::Client,
+    tables: &TableNames,
+) -> Result<(), BoxError> {
+    let template = Template::embedded()?;
+    create_table(
+        client,
+        &tables.content,
+        &template.table_of_variable(CONTENT_TABLE)?,
+    )
+    .await?;
+    create_table(
+        client,
+        &tables.tasks,
+        &template.table_of_variable(TASKS_TABLE)?,
+    )
+    .await?;
+    Ok(())
+}
+
+/// The queue name of a task type: `<prefix>-<task_type>` with dashes, its dead-letter queue
+/// `…-dlq`. On AWS the prefix is the stack name (the template's `QueueName`s follow this rule).
 pub fn queue_name(prefix: &str, task_type: TaskType) -> String {
     format!("{prefix}-{}", task_type.as_str().replace('_', "-"))
 }
 
-/// Creates a queue and its DLQ per task type (redrive after `max_receive_count` receives);
-/// returns the queue URLs.
+fn attributes_of(spec: &QueueSpec) -> Vec<(QueueAttributeName, String)> {
+    let mut attributes = Vec::new();
+    if let Some(secs) = spec.visibility_timeout_secs {
+        attributes.push((QueueAttributeName::VisibilityTimeout, secs.to_string()));
+    }
+    if let Some(secs) = spec.message_retention_secs {
+        attributes.push((QueueAttributeName::MessageRetentionPeriod, secs.to_string()));
+    }
+    attributes
+}
+
+async fn create_queue(
+    client: &aws_sdk_sqs::Client,
+    name: String,
+    attributes: Vec<(QueueAttributeName, String)>,
+) -> Result<String, BoxError> {
+    let mut request = client.create_queue().queue_name(name);
+    for (attribute, value) in attributes {
+        request = request.attributes(attribute, value);
+    }
+    Ok(request
+        .send()
+        .await?
+        .queue_url
+        .ok_or("no queue URL returned")?)
+}
+
+/// Creates each task type's queue and its dead-letter queue as the template declares them
+/// (visibility timeout, retention, redrive after the `MaxReceiveCount` parameter's default),
+/// named as on AWS with `prefix` for the stack name. Returns the queue URLs.
 pub async fn create_queues(
     client: &aws_sdk_sqs::Client,
     prefix: &str,
-    max_receive_count: u32,
-    visibility_timeout_secs: u32,
 ) -> Result<HashMap<TaskType, String>, BoxError> {
+    create_queues_with(client, prefix, None).await
+}
+
+/// `create_queues` with another value of the template's redrive-limit parameter, as a
+/// deployment may choose.
+pub async fn create_queues_with(
+    client: &aws_sdk_sqs::Client,
+    prefix: &str,
+    max_receive_count: Option<u32>,
+) -> Result<HashMap<TaskType, String>, BoxError> {
+    let template = Template::embedded()?;
     let mut urls = HashMap::new();
     for task_type in TaskType::ALL {
-        let name = queue_name(prefix, *task_type);
-        let dlq_url = client
-            .create_queue()
-            .queue_name(format!("{name}-dlq"))
-            .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
-            .send()
-            .await?
-            .queue_url
-            .ok_or("no DLQ URL returned")?;
-        let dlq_arn = client
-            .get_queue_attributes()
-            .queue_url(&dlq_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await?
-            .attributes
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-            .ok_or("no DLQ ARN returned")?;
-        let redrive = serde_json::json!({
-            "deadLetterTargetArn": dlq_arn,
-            "maxReceiveCount": max_receive_count,
-        })
-        .to_string();
-        let url = client
-            .create_queue()
-            .queue_name(&name)
-            .attributes(
-                QueueAttributeName::VisibilityTimeout,
-                visibility_timeout_secs.to_string(),
-            )
-            .attributes(QueueAttributeName::RedrivePolicy, redrive)
-            .send()
-            .await?
-            .queue_url
-            .ok_or("no queue URL returned")?;
-        urls.insert(*task_type, url);
+        let spec = template.task_queue(*task_type)?;
+        let name = spec
+            .name_for(prefix)
+            .unwrap_or_else(|| queue_name(prefix, *task_type));
+        let mut attributes = attributes_of(&spec);
+        if let Some(dead_letter) = &spec.dead_letter {
+            let dlq_name = dead_letter
+                .queue
+                .name_for(prefix)
+                .unwrap_or_else(|| format!("{name}-dlq"));
+            let dlq_url = create_queue(client, dlq_name, attributes_of(&dead_letter.queue)).await?;
+            let dlq_arn = client
+                .get_queue_attributes()
+                .queue_url(&dlq_url)
+                .attribute_names(QueueAttributeName::QueueArn)
+                .send()
+                .await?
+                .attributes
+                .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+                .ok_or("no DLQ ARN returned")?;
+            let redrive = serde_json::json!({
+                "deadLetterTargetArn": dlq_arn,
+                "maxReceiveCount": max_receive_count.map_or(dead_letter.max_receive_count, u64::from),
+            });
+            attributes.push((QueueAttributeName::RedrivePolicy, redrive.to_string()));
+        }
+        urls.insert(*task_type, create_queue(client, name, attributes).await?);
     }
     Ok(urls)
 }

@@ -32,7 +32,8 @@ fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> QueueError
 struct QueueFailure(String);
 
 impl SqsTaskQueue {
-    /// `urls` must name a queue for every task type the caller will send or receive.
+    /// `urls` names the queues this program may use: each function is given only the ones it
+    /// sends to (see `config::Role`); using any other is an error, never a panic.
     pub fn new(client: Client, urls: HashMap<TaskType, String>) -> Self {
         SqsTaskQueue { client, urls }
     }
@@ -42,8 +43,13 @@ impl SqsTaskQueue {
             .get(&task_type)
             .map(String::as_str)
             .ok_or_else(|| {
+                let mut allowed: Vec<&str> = self.urls.keys().map(|t| t.as_str()).collect();
+                allowed.sort_unstable();
                 unavailable(QueueFailure(format!(
-                    "no queue URL configured for {task_type}"
+                    "no queue URL for task type {task_type}: this function was not given {} \
+                     (it may use only the queues of [{}])",
+                    crate::config::queue_url_var(task_type),
+                    allowed.join(", ")
                 )))
             })
     }
@@ -57,8 +63,13 @@ impl TaskQueue for SqsTaskQueue {
         for message in messages {
             by_type.entry(message.task_type).or_default().push(message);
         }
+        // Every queue is checked before anything is sent, so a message for a queue this
+        // function may not use fails the whole call rather than half of it.
+        let mut sends = Vec::with_capacity(by_type.len());
         for (task_type, messages) in by_type {
-            let url = self.url(task_type)?;
+            sends.push((task_type, self.url(task_type)?, messages));
+        }
+        for (task_type, url, messages) in sends {
             for chunk in messages.chunks(SQS_BATCH) {
                 let mut entries = Vec::with_capacity(chunk.len());
                 for (i, message) in chunk.iter().enumerate() {
@@ -207,5 +218,45 @@ impl QueueConsumer for SqsTaskQueue {
         let name = parts.next().unwrap_or("");
         let account = parts.next().unwrap_or("000000000000");
         format!("arn:aws:sqs:local:{account}:{name}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::TaskId;
+
+    fn offline_client() -> Client {
+        Client::from_conf(
+            aws_sdk_sqs::Config::builder()
+                .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+                .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+                .build(),
+        )
+    }
+
+    #[tokio::test]
+    async fn sending_to_a_queue_this_function_was_not_given_is_a_clear_error() {
+        let queue = SqsTaskQueue::new(
+            offline_client(),
+            HashMap::from([(
+                TaskType::PostDelete,
+                "http://127.0.0.1:9/000000000000/q".to_owned(),
+            )]),
+        );
+        let message = TaskMessage {
+            task_id: TaskId::random(),
+            task_type: TaskType::PostCreate,
+            object_uid: "01ARZ3NDEKTSV4RRFFQ69G5FAV".to_owned(),
+        };
+        let error = queue.send(&[message]).await.expect_err("not allowed");
+        let source = std::error::Error::source(&error)
+            .expect("source")
+            .to_string();
+        assert_eq!(
+            source,
+            "no queue URL for task type post_create: this function was not given \
+             QUEUE_URL_POST_CREATE (it may use only the queues of [post_delete])"
+        );
     }
 }
