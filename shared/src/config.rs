@@ -18,6 +18,11 @@ pub const CONTENT_TABLE: &str = "CONTENT_TABLE";
 pub const TASKS_TABLE: &str = "TASKS_TABLE";
 /// The worker Lambda's own task type.
 pub const TASK_TYPE: &str = "TASK_TYPE";
+/// The queues' redrive limit (the template's `MaxReceiveCount`): a worker makes a record's last
+/// attempt end its task FAILED.
+pub const MAX_RECEIVE_COUNT: &str = "MAX_RECEIVE_COUNT";
+/// What the worker binary is when it is not a task worker: `dead_letters` or `sweeper`.
+pub const WORKER_ROLE: &str = "WORKER_ROLE";
 
 /// `QUEUE_URL_POST_CREATE`, `QUEUE_URL_BATCH_DELETE`, …
 pub fn queue_url_var(task_type: TaskType) -> String {
@@ -31,6 +36,10 @@ pub enum Role {
     Api,
     /// A worker Lambda: sends only its type's children ([`TaskType::children`]).
     Worker(TaskType),
+    /// The consumer of every dead-letter queue: marks their tasks FAILED.
+    DeadLetters,
+    /// The scheduled sweeper of the enqueue gap: sends to every queue.
+    Sweeper,
     /// `skylark-local --emulator`: polls and sends every queue. Not deployed.
     Local,
 }
@@ -40,6 +49,7 @@ impl Role {
     pub fn deployed() -> Vec<Role> {
         std::iter::once(Role::Api)
             .chain(TaskType::ALL.iter().map(|t| Role::Worker(*t)))
+            .chain([Role::DeadLetters, Role::Sweeper])
             .collect()
     }
 
@@ -47,16 +57,22 @@ impl Role {
     pub fn sends_to(self) -> &'static [TaskType] {
         match self {
             Role::Api => TaskType::FROM_API,
-            Role::Worker(task_type) => task_type.children(),
-            Role::Local => TaskType::ALL,
+            Role::Worker(task_type) => task_type.sends_to(),
+            Role::DeadLetters => &[],
+            Role::Sweeper | Role::Local => TaskType::ALL,
         }
     }
 
     /// Every variable this role reads, in reading order.
     pub fn variables(self) -> Vec<String> {
         let mut names = vec![CONTENT_TABLE.to_owned(), TASKS_TABLE.to_owned()];
-        if let Role::Worker(_) = self {
-            names.push(TASK_TYPE.to_owned());
+        match self {
+            Role::Worker(_) => {
+                names.push(TASK_TYPE.to_owned());
+                names.push(MAX_RECEIVE_COUNT.to_owned());
+            }
+            Role::DeadLetters | Role::Sweeper => names.push(WORKER_ROLE.to_owned()),
+            Role::Api | Role::Local => {}
         }
         names.extend(self.sends_to().iter().map(|t| queue_url_var(*t)));
         names
@@ -68,6 +84,8 @@ impl std::fmt::Display for Role {
         match self {
             Role::Api => f.write_str("the API"),
             Role::Worker(task_type) => write!(f, "the {task_type} worker"),
+            Role::DeadLetters => f.write_str("the dead-letter consumer"),
+            Role::Sweeper => f.write_str("the sweeper"),
             Role::Local => f.write_str("skylark-local"),
         }
     }
@@ -114,10 +132,31 @@ impl AwsSettings {
         Self::read(Role::Api, &env)
     }
 
-    /// A worker Lambda's task type and settings, from the environment.
-    pub fn for_worker() -> Result<(TaskType, Self), ConfigError> {
-        let task_type = task_type(&env)?;
-        Ok((task_type, Self::read(Role::Worker(task_type), &env)?))
+    /// What the worker binary is, from `WORKER_ROLE` (absent: a task worker, `TASK_TYPE`).
+    pub fn worker_role() -> Result<Role, ConfigError> {
+        match env(WORKER_ROLE).as_deref() {
+            None | Some("") => Ok(Role::Worker(task_type(&env)?)),
+            Some("dead_letters") => Ok(Role::DeadLetters),
+            Some("sweeper") => Ok(Role::Sweeper),
+            Some(other) => Err(ConfigError::Invalid {
+                name: WORKER_ROLE.to_owned(),
+                reason: format!("`{other}` is not dead_letters or sweeper"),
+            }),
+        }
+    }
+
+    /// The settings of `role`, from the environment.
+    pub fn for_role_from_env(role: Role) -> Result<Self, ConfigError> {
+        Self::read(role, &env)
+    }
+
+    /// `MAX_RECEIVE_COUNT`, parsed.
+    pub fn max_receive_count() -> Result<u32, ConfigError> {
+        let value = required(&env, MAX_RECEIVE_COUNT)?;
+        value.parse().map_err(|_| ConfigError::Invalid {
+            name: MAX_RECEIVE_COUNT.to_owned(),
+            reason: format!("`{value}` is not a positive number"),
+        })
     }
 
     /// `skylark-local --emulator` without `--create-resources`: every queue.
@@ -139,6 +178,10 @@ impl AwsSettings {
                     reason: format!("`{found}`, but this is the {expected} worker"),
                 });
             }
+            required(lookup, MAX_RECEIVE_COUNT)?;
+        }
+        if matches!(role, Role::DeadLetters | Role::Sweeper) {
+            required(lookup, WORKER_ROLE)?;
         }
         let mut queue_urls = HashMap::new();
         for task_type in role.sends_to() {
@@ -241,13 +284,25 @@ mod tests {
                 "CONTENT_TABLE",
                 "TASKS_TABLE",
                 "TASK_TYPE",
-                "QUEUE_URL_POST_DELETE"
+                "MAX_RECEIVE_COUNT",
+                "QUEUE_URL_POST_DELETE",
+                "QUEUE_URL_POST_UPDATE"
             ]
         );
         assert_eq!(
             Role::Worker(TaskType::PostCreate).variables(),
-            ["CONTENT_TABLE", "TASKS_TABLE", "TASK_TYPE"]
+            [
+                "CONTENT_TABLE",
+                "TASKS_TABLE",
+                "TASK_TYPE",
+                "MAX_RECEIVE_COUNT"
+            ]
         );
+        assert_eq!(
+            Role::DeadLetters.variables(),
+            ["CONTENT_TABLE", "TASKS_TABLE", "WORKER_ROLE"]
+        );
+        assert_eq!(Role::Sweeper.variables().len(), 3 + TaskType::ALL.len());
     }
 
     #[test]
@@ -273,9 +328,15 @@ mod tests {
     fn for_role_keeps_only_the_queues_the_role_sends_to() {
         let all = AwsSettings::read(Role::Local, &everything).expect("settings");
         let worker = all.for_role(Role::Worker(TaskType::AvailabilityDelete));
+        let mut sends: Vec<_> = worker.queue_urls.keys().collect();
+        sends.sort();
+        // Its children's queue, and its own: a fan-out continues in a later delivery.
         assert_eq!(
-            worker.queue_urls.keys().collect::<Vec<_>>(),
-            [&TaskType::PostDeleteAvailability]
+            sends,
+            [
+                &TaskType::AvailabilityDelete,
+                &TaskType::PostDeleteAvailability
+            ]
         );
         assert!(
             all.for_role(Role::Worker(TaskType::PostCreate))

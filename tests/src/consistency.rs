@@ -11,7 +11,7 @@ use std::path::Path;
 
 use shared::adapters::keys;
 use shared::adapters::provision::queue_name;
-use shared::config::{CONTENT_TABLE, Role, TASK_TYPE, TASKS_TABLE, queue_url_var};
+use shared::config::{CONTENT_TABLE, Role, TASK_TYPE, TASKS_TABLE, WORKER_ROLE, queue_url_var};
 use shared::domain::TaskType;
 use shared::infra::{Expr, FunctionSpec, SAM_TRANSFORM, TableSpec, Template};
 
@@ -78,10 +78,17 @@ pub fn check(template: &Template, code: &Expectations) -> Vec<String> {
         }
     };
 
-    // Which role each function plays: a worker by TASK_TYPE, the API by its HTTP routes.
+    // Which role each function plays: a worker by TASK_TYPE, the dead-letter consumer and the
+    // sweeper by WORKER_ROLE, the API by its HTTP routes.
     let mut by_role: BTreeMap<String, (Role, &FunctionSpec)> = BTreeMap::new();
     for function in &functions {
+        let worker_role = function
+            .environment
+            .get(WORKER_ROLE)
+            .and_then(Expr::literal);
         let role = match (function.task_type(), function.http_routes.is_empty()) {
+            (None, true) if worker_role == Some("dead_letters") => Role::DeadLetters,
+            (None, true) if worker_role == Some("sweeper") => Role::Sweeper,
             (Some(text), true) => match text.parse::<TaskType>() {
                 Ok(t) if code.task_types.contains(&t) => Role::Worker(t),
                 _ => {
@@ -172,11 +179,50 @@ pub fn check(template: &Template, code: &Expectations) -> Vec<String> {
     if let Some(api) = function_of(Role::Api) {
         check_api(template, api, &mut problems);
     }
+    if let Some(consumer) = function_of(Role::DeadLetters) {
+        check_dead_letters(template, consumer, &queue_of, &mut problems);
+    }
     check_globals(template, &mut problems);
 
     check_tables(template, &mut problems);
     check_outputs(template, &queue_of, &mut problems);
     problems.0
+}
+
+/// The dead-letter consumer reads every worker queue's dead-letter queue, reporting failed
+/// records one by one.
+fn check_dead_letters(
+    template: &Template,
+    consumer: &FunctionSpec,
+    queue_of: &HashMap<TaskType, String>,
+    problems: &mut Problems,
+) {
+    let expected: BTreeSet<String> = queue_of
+        .values()
+        .filter_map(|queue| template.queue(queue).ok()?.dead_letter)
+        .map(|dead_letter| dead_letter.queue.logical_id)
+        .collect();
+    let found: BTreeSet<String> = consumer
+        .sqs_events
+        .iter()
+        .filter_map(|event| event.queue.resource().map(str::to_owned))
+        .collect();
+    if found != expected {
+        problems.add(format!(
+            "{} consumes {found:?}, but the dead-letter queues are {expected:?}",
+            consumer.logical_id
+        ));
+    }
+    for event in &consumer.sqs_events {
+        problems.expect_eq(
+            &format!(
+                "{}'s {} FunctionResponseTypes",
+                consumer.logical_id, event.name
+            ),
+            event.function_response_types.clone(),
+            vec!["ReportBatchItemFailures".to_owned()],
+        );
+    }
 }
 
 fn check_worker(
@@ -383,7 +429,7 @@ fn check_build(function: &FunctionSpec, role: Role, problems: &mut Problems) {
     let name = &function.logical_id;
     let crate_name = match role {
         Role::Api => "api",
-        Role::Worker(_) | Role::Local => "worker",
+        Role::Worker(_) | Role::DeadLetters | Role::Sweeper | Role::Local => "worker",
     };
     problems.expect_eq(
         &format!("{name}'s BuildMethod"),

@@ -2,7 +2,7 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Diagnostic, LambdaEvent};
-use shared::engine::{Worker, WorkerError};
+use shared::engine::{Deps, SweepLimits, Worker, WorkerError, resend_stale};
 
 /// One invocation: only the failed records come back, as `batchItemFailures`. An error of the
 /// whole invocation (every record is retried) reaches CloudWatch with an `errorType`.
@@ -19,4 +19,15 @@ pub async fn handle(
             error_message: e.to_string(),
         }
     })
+}
+
+/// One run of the sweeper (on a schedule): re-sends the messages of tasks QUEUED too long.
+pub async fn sweep(deps: &Deps, limits: SweepLimits) -> Result<serde_json::Value, Diagnostic> {
+    match resend_stale(deps, limits).await {
+        Ok(resent) => Ok(serde_json::json!({ "resent": resent })),
+        Err(e) => Err(Diagnostic {
+            error_type: "SweepFailed".to_owned(),
+            error_message: shared::engine::error_chain(&e),
+        }),
+    }
 }

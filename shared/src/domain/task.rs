@@ -126,21 +126,21 @@ impl TaskType {
         }
     }
 
-    /// Fan-outs continue in a later delivery: their worker sends to its own queue too.
-    pub fn continues(self) -> bool {
-        matches!(
-            self,
-            TaskType::AvailabilityUpdate | TaskType::AvailabilityDelete
-        )
-    }
-
-    /// Every queue this type's worker sends to: its children's, and its own if it continues.
-    pub fn sends_to(self) -> Vec<TaskType> {
-        let mut types = self.children().to_vec();
-        if self.continues() {
-            types.push(self);
+    /// Every queue this type's worker sends to: its children's, and a fan-out its own (it
+    /// continues in a later delivery).
+    pub fn sends_to(self) -> &'static [TaskType] {
+        match self {
+            TaskType::BatchDelete => &[TaskType::PostDelete, TaskType::PostUpdate],
+            TaskType::AvailabilityUpdate => &[
+                TaskType::PostUpdateAvailability,
+                TaskType::AvailabilityUpdate,
+            ],
+            TaskType::AvailabilityDelete => &[
+                TaskType::PostDeleteAvailability,
+                TaskType::AvailabilityDelete,
+            ],
+            _ => &[],
         }
-        types
     }
 }
 
