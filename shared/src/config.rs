@@ -107,6 +107,14 @@ pub struct AwsSettings {
     pub queue_urls: HashMap<TaskType, String>,
 }
 
+/// Standard mode (exponential backoff with jitter, a client-side retry quota), 5 attempts from
+/// 50 ms: throttling and 5xx from DynamoDB or SQS are absorbed well inside a record's lease.
+pub fn retry_config() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(5)
+        .with_initial_backoff(std::time::Duration::from_millis(50))
+}
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
@@ -204,10 +212,18 @@ impl AwsSettings {
     }
 
     /// The real adapters, on clients made from `sdk` (which honours `AWS_ENDPOINT_URL`).
+    /// Throttling and 5xx are retried by the SDK ([`retry_config`]); what still fails is a
+    /// transient failure of that one record.
     pub fn deps(&self, sdk: &aws_config::SdkConfig) -> (Deps, Arc<SqsTaskQueue>) {
+        let dynamodb = aws_sdk_dynamodb::config::Builder::from(sdk)
+            .retry_config(retry_config())
+            .build();
+        let sqs = aws_sdk_sqs::config::Builder::from(sdk)
+            .retry_config(retry_config())
+            .build();
         self.deps_with(
-            aws_sdk_dynamodb::Client::new(sdk),
-            aws_sdk_sqs::Client::new(sdk),
+            aws_sdk_dynamodb::Client::from_conf(dynamodb),
+            aws_sdk_sqs::Client::from_conf(sqs),
         )
     }
 

@@ -279,6 +279,15 @@ fn check_worker(
             queue.logical_id
         )),
     }
+    // A run never outlives its function, so a lease as long as the timeout is never taken from
+    // a live run.
+    let lease = shared::engine::DEFAULT_LEASE.as_secs();
+    if function.timeout_secs.is_none_or(|timeout| timeout > lease) {
+        problems.add(format!(
+            "{name}'s Timeout {:?} is longer than the task lease ({lease} s, engine::DEFAULT_LEASE)",
+            function.timeout_secs
+        ));
+    }
     let Some(dead_letter) = &queue.dead_letter else {
         problems.add(format!(
             "{} ({task_type}) has no dead-letter queue (RedrivePolicy)",

@@ -331,6 +331,10 @@ fn the_visibility_timeout_rule_is_caught() {
         &problems,
         "PostCreateQueue's VisibilityTimeout Some(360) is not at least 6 × PostCreateFunction's Timeout Some(61)",
     );
+    assert_caught(
+        &problems,
+        "PostCreateFunction's Timeout Some(61) is longer than the task lease (60 s",
+    );
 
     let problems = problems_with(|t| {
         *at(
@@ -486,4 +490,44 @@ fn json_logs_tracing_and_the_http_api_are_checked() {
         mapping(t, &["Resources", "ApiFunction", "Properties", "Events"]).remove("GraphqlGet");
     });
     assert_caught(&problems, "ApiFunction's routes");
+}
+
+#[test]
+fn the_dead_letter_consumer_and_the_sweeper_are_checked() {
+    // The DLQ consumer stops reading one dead-letter queue
+    let problems = problems_with(|t| {
+        let events = at(
+            t,
+            &["Resources", "DeadLetterFunction", "Properties", "Events"],
+        );
+        if let Value::Mapping(events) = events {
+            events.remove("PostDeleteDeadLetters");
+        }
+    });
+    assert_caught(&problems, "DeadLetterFunction consumes");
+
+    // The sweeper is removed: no function plays its role any more
+    let problems = problems_with(|t| {
+        if let Value::Mapping(resources) = at(t, &["Resources"]) {
+            resources.remove("SweeperFunction");
+        }
+    });
+    assert_caught(&problems, "no function plays the sweeper");
+
+    // The sweeper loses a queue it re-sends to
+    let problems = problems_with(|t| {
+        if let Value::Mapping(variables) = at(
+            t,
+            &[
+                "Resources",
+                "SweeperFunction",
+                "Properties",
+                "Environment",
+                "Variables",
+            ],
+        ) {
+            variables.remove("QUEUE_URL_BATCH_DELETE");
+        }
+    });
+    assert_caught(&problems, "is not given [\"QUEUE_URL_BATCH_DELETE\"]");
 }
