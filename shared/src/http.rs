@@ -7,6 +7,8 @@ use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -16,6 +18,8 @@ use serde_json::Value;
 use crate::graphql::{AppSchema, ErrorType, add_error_types};
 
 pub const GRAPHQL_PATH: &str = "/graphql";
+/// Largest request body taken; a larger one is refused with 413 before it is parsed.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 pub fn router(schema: AppSchema) -> Router {
     Router::new()
@@ -23,6 +27,7 @@ pub fn router(schema: AppSchema) -> Router {
         .route(GRAPHQL_PATH, get(graphql_get).post(graphql_post))
         // API Gateway REST (v1) puts the stage in front of the path: `/prod/graphql`.
         .route("/{stage}/graphql", get(graphql_get).post(graphql_post))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(schema)
 }
 
@@ -57,7 +62,21 @@ async fn execute(schema: &AppSchema, request: async_graphql::Request) -> Respons
     json(status, &body)
 }
 
-async fn graphql_post(State(schema): State<AppSchema>, body: Bytes) -> Response {
+async fn graphql_post(
+    State(schema): State<AppSchema>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return refuse(
+                rejection.status(),
+                &format!(
+                    "the request body could not be read ({rejection}); at most {MAX_BODY_BYTES} bytes are taken"
+                ),
+            );
+        }
+    };
     let text = body.trim_ascii();
     if text.is_empty() {
         return refuse(

@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashSet;
 
 use common::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn seed_create_movie_completes_with_exactly_the_seed_messages() {
@@ -465,4 +465,62 @@ async fn external_ids_are_unique_per_type_and_resolve_reads() {
         .ok(r#"{ getMovie(external_id: "m-1") { title external_id } }"#)
         .await;
     assert_eq!(read["getMovie"]["title"], "a");
+}
+
+#[tokio::test]
+async fn a_deep_query_is_refused_before_any_resolver_even_through_fragments() {
+    let h = Harness::new();
+    // 50 levels, written with inline fragments and a named one
+    let mut selection = "uid".to_owned();
+    for level in 0..50 {
+        selection = if level % 2 == 0 {
+            format!("seasons {{ objects {{ ... on Season {{ {selection} }} }} }}")
+        } else {
+            format!("brands {{ objects {{ ...on Brand {{ {selection} }} }} }}")
+        };
+    }
+    let query = format!(
+        r#"query {{ getBrand(uid: "x") {{ ...Deep }} }} fragment Deep on Brand {{ {selection} }}"#
+    );
+    let (status, body) = h
+        .post("application/json", json!({ "query": query }).to_string())
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(error_type(&body), Some("ValidationError"), "{body}");
+    assert!(body.get("data").is_none_or(Value::is_null), "{body}");
+}
+
+#[tokio::test]
+async fn five_hundred_aliases_are_refused_before_any_resolver_runs() {
+    let h = Harness::new();
+    // 500 aliased mutations, through a fragment: not one may run
+    let aliases: Vec<String> = (0..500)
+        .map(|i| format!(r#"m{i}: createMovie(movie: {{ title: "t{i}" }}) {{ ...Id }}"#))
+        .collect();
+    let query = format!(
+        "mutation {{ {} }} fragment Id on Movie {{ uid }}",
+        aliases.join(" ")
+    );
+    let (status, body) = h
+        .post("application/json", json!({ "query": query }).to_string())
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(error_type(&body), Some("ValidationError"), "{body}");
+    let listed = h.ok("{ listSkylarkBackgroundTask { count } }").await;
+    assert_eq!(
+        listed["listSkylarkBackgroundTask"]["count"], 0,
+        "a resolver ran"
+    );
+}
+
+#[tokio::test]
+async fn a_five_megabyte_body_is_refused_with_413_and_a_json_error() {
+    let h = Harness::new();
+    let padding = "x".repeat(5 * 1024 * 1024);
+    let body =
+        json!({ "query": format!("{{ listSkylarkBackgroundTask {{ count }} }} # {padding}") })
+            .to_string();
+    let (status, body) = h.post("application/json", body).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(error_type(&body), Some("ValidationError"), "{body}");
 }

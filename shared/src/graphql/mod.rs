@@ -36,11 +36,16 @@ pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Deepest selection a request may make; deeper ones are refused before any resolver runs.
 pub const MAX_DEPTH: usize = 12;
+/// Most fields a request may select, counted through fragments (each alias is a field): the
+/// seed documents need under 20; a request of hundreds of aliases is refused before any
+/// resolver runs.
+pub const MAX_COMPLEXITY: usize = 300;
 
 pub fn schema(service: Arc<Service>) -> AppSchema {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .data(service)
         .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
         .finish()
 }
 
