@@ -99,6 +99,12 @@ async fn graphql_post(
             );
         }
     };
+    if request.query.trim().is_empty() {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "the request has no `query`; send JSON such as {\"query\": \"{ ... }\"}",
+        );
+    }
     execute(&schema, request).await
 }
 

@@ -143,22 +143,40 @@ fn check_len(what: &str, value: &Option<String>, max: usize) -> Result<()> {
     }
 }
 
+/// A language tag (BCP 47 shape: a 2–3 letter language, then subtags of 1–8 letters or digits),
+/// in its canonical case — `fr`, `en-GB`, `zh-Hant-TW` — since tags are case-insensitive and one
+/// language must not become two translations.
 fn check_language(language: Option<&str>) -> Result<Option<String>> {
     let Some(language) = language else {
         return Ok(None);
     };
-    let valid = !language.is_empty()
-        && language.len() <= 35
-        && language
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-');
-    if valid {
-        Ok(Some(language.to_owned()))
-    } else {
-        Err(ServiceError::Validation(format!(
+    let mut subtags = language.split('-');
+    let primary = subtags.next().unwrap_or_default();
+    let valid = language.len() <= 35
+        && (2..=3).contains(&primary.len())
+        && primary.chars().all(|c| c.is_ascii_alphabetic())
+        && language.split('-').skip(1).all(|subtag| {
+            (1..=8).contains(&subtag.len()) && subtag.chars().all(|c| c.is_ascii_alphanumeric())
+        });
+    if !valid {
+        return Err(ServiceError::Validation(format!(
             "language `{language}` is not a language tag such as `en-GB`"
-        )))
+        )));
     }
+    let canonical: Vec<String> = std::iter::once(primary.to_ascii_lowercase())
+        .chain(subtags.map(|subtag| {
+            match subtag.len() {
+                // A region (GB) or a script (Hant); anything else lower case.
+                2 if subtag.chars().all(|c| c.is_ascii_alphabetic()) => subtag.to_ascii_uppercase(),
+                4 if subtag.chars().all(|c| c.is_ascii_alphabetic()) => {
+                    let lower = subtag.to_ascii_lowercase();
+                    lower[..1].to_ascii_uppercase() + &lower[1..]
+                }
+                _ => subtag.to_ascii_lowercase(),
+            }
+        }))
+        .collect();
+    Ok(Some(canonical.join("-")))
 }
 
 pub fn page_limit(limit: Option<i32>) -> Result<usize> {
@@ -306,7 +324,7 @@ impl Service {
         }
     }
 
-    #[instrument(skip(self, input), err(Debug))]
+    #[instrument(skip(self, input), err(Debug, level = "info"))]
     pub async fn create_object(
         &self,
         object_type: ObjectType,
@@ -385,7 +403,7 @@ impl Service {
         })
     }
 
-    #[instrument(skip(self, input), err(Debug))]
+    #[instrument(skip(self, input), err(Debug, level = "info"))]
     pub async fn update_object(
         &self,
         object_type: ObjectType,
@@ -522,7 +540,7 @@ impl Service {
 
     /// Deletes the object, or with `language` only that translation (the last one deletes the
     /// object). The object disappears from reads at once; `post_delete` cleans up after it.
-    #[instrument(skip(self), err(Debug))]
+    #[instrument(skip(self), err(Debug, level = "info"))]
     pub async fn delete_object(
         &self,
         object_type: ObjectType,
@@ -597,7 +615,7 @@ impl Service {
         }
     }
 
-    #[instrument(skip(self), err(Debug))]
+    #[instrument(skip(self), err(Debug, level = "info"))]
     pub async fn get_object(
         &self,
         object_type: ObjectType,
@@ -645,7 +663,7 @@ impl Service {
         }
     }
 
-    #[instrument(skip(self), err(Debug))]
+    #[instrument(skip(self), err(Debug, level = "info"))]
     pub async fn list_objects(
         &self,
         object_type: ObjectType,
@@ -676,7 +694,7 @@ impl Service {
     }
 
     /// Objects on the other side of one relationship, in uid order, filtered like reads.
-    #[instrument(skip(self), err(Debug))]
+    #[instrument(skip(self), err(Debug, level = "info"))]
     pub async fn related(
         &self,
         uid: &str,
@@ -775,7 +793,7 @@ impl Service {
         Ok(())
     }
 
-    #[instrument(skip(self, input), err(Debug))]
+    #[instrument(skip(self, input), err(Debug, level = "info"))]
     pub async fn create_availability(&self, input: AvailabilityInput) -> Result<Availability> {
         let (start, end) = Self::validate_availability(&input)?;
         let window = Availability::default_window(start, end);
@@ -817,7 +835,7 @@ impl Service {
 
     /// Changes the availability's own fields now; its `availability_update` task then refreshes
     /// the window on every object linked to it.
-    #[instrument(skip(self, input), err(Debug))]
+    #[instrument(skip(self, input), err(Debug, level = "info"))]
     pub async fn update_availability(
         &self,
         selector: Selector,
@@ -890,7 +908,7 @@ impl Service {
 
     /// Deletes the availability now (it can no longer be linked); its `availability_delete` task
     /// then removes it from every object linked to it.
-    #[instrument(skip(self), err(Debug))]
+    #[instrument(skip(self), err(Debug, level = "info"))]
     pub async fn delete_availability(&self, selector: Selector) -> Result<Deleted> {
         let uid = self.get_availability(selector).await?.uid;
         Self::refuse_always(&uid, "deleted")?;
@@ -943,7 +961,7 @@ impl Service {
 
     /// Queues one `batch_delete` task for up to `MAX_BATCH_DELETE` entries; nothing is deleted
     /// until it runs. Repeated entries count once.
-    #[instrument(skip(self, entries), fields(entries = entries.len()), err(Debug))]
+    #[instrument(skip(self, entries), fields(entries = entries.len()), err(Debug, level = "info"))]
     pub async fn batch_delete(&self, entries: Vec<DeleteEntry>) -> Result<Deleted> {
         if entries.is_empty() || entries.len() > MAX_BATCH_DELETE {
             return Err(ServiceError::Validation(format!(
@@ -1051,5 +1069,40 @@ impl Service {
                 self.now(),
             )
             .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_language;
+
+    #[test]
+    fn language_tags_are_checked_and_put_in_canonical_case() {
+        for (given, canonical) in [
+            ("fr", "fr"),
+            ("FR", "fr"),
+            ("en-gb", "en-GB"),
+            ("zh-hant-tw", "zh-Hant-TW"),
+            ("en-GB-oxendict", "en-GB-oxendict"),
+        ] {
+            assert_eq!(
+                check_language(Some(given)).ok().flatten().as_deref(),
+                Some(canonical)
+            );
+        }
+        for bad in [
+            "",
+            "xx-",
+            "x-",
+            "-fr",
+            "fr--FR",
+            "ZZZZZZZZZZ",
+            "en-GB-oxendict-12345678901",
+            "fr_FR",
+            "not a tag",
+            "@@",
+        ] {
+            assert!(check_language(Some(bad)).is_err(), "{bad} was accepted");
+        }
     }
 }

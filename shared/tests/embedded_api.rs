@@ -524,3 +524,17 @@ async fn a_five_megabyte_body_is_refused_with_413_and_a_json_error() {
     assert_eq!(status, 413, "{body}");
     assert_eq!(error_type(&body), Some("ValidationError"), "{body}");
 }
+
+#[tokio::test]
+async fn a_request_without_a_query_says_so() {
+    let h = Harness::new();
+    let (status, body) = h.post("application/json", "{}").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(error_type(&body), Some("ValidationError"));
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no `query`")),
+        "{body}"
+    );
+}

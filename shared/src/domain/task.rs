@@ -298,19 +298,22 @@ impl Task {
             return None;
         }
         let total = self.message_count as usize + new.len();
-        let head = self.messages.iter().take(KEEP_FIRST);
-        // A list that was cut before holds its note right after the head.
+        // The list as it would be, without the note of an earlier cut (which sits right after
+        // the head): its first KEEP_FIRST are the task's first messages.
         let cut_before = self.messages.len() < self.message_count as usize;
-        let rest = self
+        let all: Vec<&Message> = self
             .messages
             .iter()
-            .skip(KEEP_FIRST + usize::from(cut_before))
-            .chain(new);
-        let keep_newest = MAX_MESSAGES - KEEP_FIRST - 1;
-        let rest: Vec<&Message> = rest.collect();
-        let newest = &rest[rest.len().saturating_sub(keep_newest)..];
-        let dropped = total - KEEP_FIRST.min(total) - newest.len();
-        let mut list: Vec<Message> = head.cloned().collect();
+            .enumerate()
+            .filter(|(i, _)| !(cut_before && *i == KEEP_FIRST))
+            .map(|(_, m)| m)
+            .chain(new)
+            .collect();
+        let head = &all[..KEEP_FIRST.min(all.len())];
+        let tail = &all[head.len()..];
+        let newest = &tail[tail.len().saturating_sub(MAX_MESSAGES - KEEP_FIRST - 1)..];
+        let dropped = total - head.len() - newest.len();
+        let mut list: Vec<Message> = head.iter().map(|m| (*m).clone()).collect();
         list.push(Message::Owned(format!("… {dropped} messages dropped …")));
         list.extend(newest.iter().map(|m| (*m).clone()));
         Some(list)
@@ -380,6 +383,26 @@ mod tests {
         assert_eq!(task.messages[KEEP_FIRST], "… 501 messages dropped …");
         assert_eq!(task.messages[KEEP_FIRST + 1], "m511");
         assert_eq!(task.messages[MAX_MESSAGES - 1], "m599");
+    }
+
+    #[test]
+    fn one_large_append_keeps_the_first_ten_and_counts_the_dropped() {
+        // A batch delete of 100 missing uids: "Job started" is stored, 102 messages follow at once.
+        let mut task = Task::new_queued(
+            TaskType::BatchDelete,
+            "BATCH_DELETE",
+            Timestamp::from_secs(1),
+        );
+        task.messages.push(Message::Borrowed("Job started"));
+        task.message_count = 1;
+        let new: Vec<Message> = (0..102).map(|i| Message::Owned(format!("n{i}"))).collect();
+        let list = task.messages_after(&new).expect("over the bound");
+        assert_eq!(list.len(), MAX_MESSAGES);
+        assert_eq!(list[0], "Job started");
+        assert_eq!(list[KEEP_FIRST - 1], "n8");
+        assert_eq!(list[KEEP_FIRST], "… 4 messages dropped …");
+        assert_eq!(list[KEEP_FIRST + 1], "n13");
+        assert_eq!(list[MAX_MESSAGES - 1], "n101");
     }
 
     #[test]
