@@ -14,10 +14,7 @@ use axum::body::Body;
 use axum::http::Request;
 use serde_json::{Value, json};
 use shared::app::Stack;
-use shared::domain::{
-    ContentObject, LinkedWindow, ObjectType, TaskId, TaskStatus, TaskType, Timestamp, Translation,
-    new_uid,
-};
+use shared::domain::{ContentObject, ObjectType, TaskId, TaskStatus, TaskType, Timestamp, new_uid};
 use shared::ports::{
     Clock, ContentStore, ContentWrite, Expect, ObjectOp, Order, SystemClock, TaskQuery, TaskStore,
 };
@@ -60,38 +57,18 @@ async fn run(objects: usize) -> (Duration, usize) {
         .expect("uid")
         .to_owned();
     let store = &embedded.store;
-    let window = store
+    let stored = store
         .get_availability(&a)
         .await
         .expect("get")
-        .expect("availability")
-        .window;
+        .expect("availability");
     // The linked movies, as their post_create tasks leave them (not timed).
     let now = Timestamp::now();
     let mut write = ContentWrite::default();
     for _ in 0..objects {
         let uid = new_uid();
         write.objects.push(ObjectOp::Put {
-            object: ContentObject {
-                uid: uid.clone(),
-                object_type: ObjectType::Movie,
-                external_id: None,
-                slug: None,
-                translations: vec![Translation {
-                    language: "en-GB".to_owned(),
-                    title: Some("bench".to_owned()),
-                    synopsis: None,
-                }],
-                declared_availability: vec![a.clone()],
-                windows: vec![LinkedWindow {
-                    availability_uid: a.clone(),
-                    window,
-                }],
-                created_at: now,
-                updated_at: now,
-                deleted: false,
-                version: 1,
-            },
+            object: ContentObject::linked(uid.clone(), ObjectType::Movie, &stored, now),
             expect: Expect::Absent,
         });
         write.availability_links.push((a.clone(), uid, true));

@@ -355,19 +355,10 @@ impl Service {
         }
 
         let now = self.now();
-        let mut object = ContentObject {
-            uid: uid.clone(),
-            object_type,
-            external_id: input.external_id.clone(),
-            slug: input.slug,
-            translations: Vec::new(),
-            declared_availability: availability,
-            windows: Vec::new(),
-            created_at: now,
-            updated_at: now,
-            deleted: false,
-            version: 1,
-        };
+        let mut object = ContentObject::new(uid.clone(), object_type, now);
+        object.external_id.clone_from(&input.external_id);
+        object.slug = input.slug;
+        object.declared_availability = availability;
         let translation = object.translation_mut(&language);
         translation.title = input.title;
         translation.synopsis = input.synopsis;

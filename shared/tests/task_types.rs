@@ -11,10 +11,7 @@ use async_trait::async_trait;
 use common::{Harness, error_type, messages};
 use serde_json::{Value, json};
 use shared::adapters::MemoryQueue;
-use shared::domain::{
-    ContentObject, LinkedWindow, ObjectType, Task, TaskId, TaskMessage, TaskStatus, TaskType,
-    Translation,
-};
+use shared::domain::{ContentObject, ObjectType, Task, TaskId, TaskMessage, TaskStatus, TaskType};
 use shared::ports::{
     Clock, ContentStore, ContentWrite, Expect, ObjectOp, Order, QueueError, TaskQuery, TaskQueue,
     TaskStore,
@@ -283,38 +280,18 @@ impl TaskQueue for StallingQueue {
 /// tasks would leave them: the fan-out is what is under test, not how they got there.
 async fn link_movies(h: &Harness, availability: &str, count: usize) -> BTreeSet<String> {
     let store = &h.embedded.store;
-    let window = store
+    let stored = store
         .get_availability(availability)
         .await
         .expect("get")
-        .expect("availability")
-        .window;
+        .expect("availability");
     let now = h.clock.now();
     let mut uids = BTreeSet::new();
     let mut write = ContentWrite::default();
     for _ in 0..count {
         let uid = shared::domain::new_uid();
         write.objects.push(ObjectOp::Put {
-            object: ContentObject {
-                uid: uid.clone(),
-                object_type: ObjectType::Movie,
-                external_id: None,
-                slug: None,
-                translations: vec![Translation {
-                    language: "en-GB".to_owned(),
-                    title: Some("bulk".to_owned()),
-                    synopsis: None,
-                }],
-                declared_availability: vec![availability.to_owned()],
-                windows: vec![LinkedWindow {
-                    availability_uid: availability.to_owned(),
-                    window,
-                }],
-                created_at: now,
-                updated_at: now,
-                deleted: false,
-                version: 1,
-            },
+            object: ContentObject::linked(uid.clone(), ObjectType::Movie, &stored, now),
             expect: Expect::Absent,
         });
         write

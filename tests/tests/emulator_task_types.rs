@@ -12,8 +12,7 @@ use futures::StreamExt;
 use serde_json::Value;
 use shared::app::LAMBDA_RECORD_CONCURRENCY;
 use shared::domain::{
-    ContentObject, LinkedWindow, ObjectType, TaskId, TaskMessage, TaskStatus, TaskType,
-    Translation, new_uid,
+    ContentObject, ObjectType, TaskId, TaskMessage, TaskStatus, TaskType, new_uid,
 };
 use shared::engine::{Engine, FanOutLimits, Worker};
 use shared::ports::{ContentWrite, Expect, ObjectOp, QueueError, TaskQueue};
@@ -264,14 +263,13 @@ async fn fan_out_over_500_objects_continues_after_a_killed_worker() {
         .as_str()
         .expect("uid")
         .to_owned();
-    let window = world
+    let stored = world
         .deps
         .content
         .get_availability(&a)
         .await
         .expect("get")
-        .expect("availability")
-        .window;
+        .expect("availability");
     // Given 500 movies linked to it, written as their post_create would leave them
     let now = shared::domain::Timestamp::now();
     let mut linked = BTreeSet::new();
@@ -280,26 +278,7 @@ async fn fan_out_over_500_objects_continues_after_a_killed_worker() {
         let uid = new_uid();
         writes.push(ContentWrite {
             objects: vec![ObjectOp::Put {
-                object: ContentObject {
-                    uid: uid.clone(),
-                    object_type: ObjectType::Movie,
-                    external_id: None,
-                    slug: None,
-                    translations: vec![Translation {
-                        language: "en-GB".to_owned(),
-                        title: Some("bulk".to_owned()),
-                        synopsis: None,
-                    }],
-                    declared_availability: vec![a.clone()],
-                    windows: vec![LinkedWindow {
-                        availability_uid: a.clone(),
-                        window,
-                    }],
-                    created_at: now,
-                    updated_at: now,
-                    deleted: false,
-                    version: 1,
-                },
+                object: ContentObject::linked(uid.clone(), ObjectType::Movie, &stored, now),
                 expect: Expect::Absent,
             }],
             ..ContentWrite::default()

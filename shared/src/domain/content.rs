@@ -160,6 +160,40 @@ pub struct ContentObject {
 }
 
 impl ContentObject {
+    /// A new object at version 1: no translation yet, nothing linked, nothing derived.
+    pub fn new(uid: String, object_type: ObjectType, now: Timestamp) -> Self {
+        ContentObject {
+            uid,
+            object_type,
+            external_id: None,
+            slug: None,
+            translations: Vec::new(),
+            declared_availability: Vec::new(),
+            windows: Vec::new(),
+            created_at: now,
+            updated_at: now,
+            deleted: false,
+            version: 1,
+        }
+    }
+
+    /// A new object linked to `availability`, as its `post_create` leaves it (for fixtures
+    /// and benchmarks that need many linked objects fast).
+    pub fn linked(
+        uid: String,
+        object_type: ObjectType,
+        availability: &Availability,
+        now: Timestamp,
+    ) -> Self {
+        let mut object = ContentObject::new(uid, object_type, now);
+        object.translation_mut(DEFAULT_LANGUAGE).title = Some("linked".to_owned());
+        object.declared_availability = vec![availability.uid.clone()];
+        object.windows = vec![LinkedWindow {
+            availability_uid: availability.uid.clone(),
+            window: availability.window,
+        }];
+        object
+    }
     pub fn translation(&self, language: &str) -> Option<&Translation> {
         self.translations.iter().find(|t| t.language == language)
     }
