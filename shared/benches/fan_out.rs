@@ -41,7 +41,7 @@ async fn graphql(router: &axum::Router, query: &str) -> Value {
 /// One run on a fresh stack: returns (mutation → all COMPLETE, children counted).
 async fn run(objects: usize) -> (Duration, usize) {
     let embedded = Stack::embedded(Arc::new(SystemClock), Duration::from_secs(30));
-    let router = shared::http::router(embedded.stack.schema.clone());
+    let router = embedded.stack.router(&shared::http::ApiSettings::open());
     let (stop, shutdown) = watch::channel(false);
     let mut workers = embedded
         .stack

@@ -6,12 +6,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::adapters::{MemoryQueue, MemoryStore};
+use crate::adapters::{MemoryQueue, MemoryStore, SecretToken};
+use crate::config::ApiEnv;
 use crate::domain::TaskType;
 use crate::engine::{DEFAULT_LEASE, Deps, Engine, Poller, SweepLimits, Worker, resend_stale};
-use crate::graphql::{AppSchema, schema};
+use crate::http::{ApiSettings, Auth, TokenError};
 use crate::ports::{Clock, QueueConsumer, SystemClock};
-use crate::service::Service;
 
 /// Receives of one message before its task's last attempt (the template's default redrive
 /// limit), for the local pollers.
@@ -23,7 +23,6 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 pub struct Stack {
     pub deps: Deps,
     pub consumer: Arc<dyn QueueConsumer>,
-    pub schema: AppSchema,
     pub engine: Arc<Engine>,
 }
 
@@ -37,13 +36,16 @@ pub struct Embedded {
 impl Stack {
     pub fn new(deps: Deps, consumer: Arc<dyn QueueConsumer>) -> Self {
         let engine = Arc::new(Engine::new(deps.clone()));
-        let schema = schema(Arc::new(Service::new(deps.clone())));
         Stack {
             deps,
             consumer,
-            schema,
             engine,
         }
+    }
+
+    /// The API on this stack's adapters.
+    pub fn router(&self, settings: &ApiSettings) -> axum::Router {
+        crate::http::router(self.deps.clone(), settings)
     }
 
     /// The in-memory stack: the embedded default and the fast test bed.
@@ -139,9 +141,21 @@ impl Embedded {
     }
 }
 
-/// The API Lambda's service: the same router and schema as the local binary, on `deps`.
-pub fn api_router(deps: Deps) -> axum::Router {
-    crate::http::router(schema(Arc::new(Service::new(deps))))
+/// The API Lambda's router, as its `main` assembles it: the token from the Secrets Manager secret
+/// `env` names (read now; an error means the function must not start), CORS and introspection
+/// from `env`.
+pub async fn lambda_api(
+    deps: Deps,
+    env: &ApiEnv,
+    secrets: aws_sdk_secretsmanager::Client,
+) -> Result<axum::Router, TokenError> {
+    let token = SecretToken::load(secrets, env.token_secret.clone()).await?;
+    let settings = ApiSettings {
+        auth: Auth::Token(Arc::new(token)),
+        cors: env.cors.clone(),
+        introspection: env.introspection,
+    };
+    Ok(crate::http::router(deps, &settings))
 }
 
 /// Records of one SQS batch a worker Lambda handles at once.

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::adapters::{DynamoStore, SqsTaskQueue, TableNames};
 use crate::domain::TaskType;
 use crate::engine::Deps;
+use crate::http::CorsOrigins;
 use crate::ports::SystemClock;
 
 pub const CONTENT_TABLE: &str = "CONTENT_TABLE";
@@ -23,6 +24,18 @@ pub const TASK_TYPE: &str = "TASK_TYPE";
 pub const MAX_RECEIVE_COUNT: &str = "MAX_RECEIVE_COUNT";
 /// What the worker binary is when it is not a task worker: `dead_letters` or `sweeper`.
 pub const WORKER_ROLE: &str = "WORKER_ROLE";
+/// The API: the ARN (or name) of the Secrets Manager secret whose string is the API token.
+pub const API_TOKEN_SECRET_ARN: &str = "API_TOKEN_SECRET_ARN";
+/// The API: web origins browsers may call it from, comma-separated, or `*`; empty: none.
+pub const CORS_ALLOWED_ORIGINS: &str = "CORS_ALLOWED_ORIGINS";
+/// The API: `true` to answer introspection (`__schema`, `__type`), `false` to refuse it.
+pub const GRAPHQL_INTROSPECTION: &str = "GRAPHQL_INTROSPECTION";
+/// What the API reads besides its tables and queues ([`ApiEnv`]).
+pub const API_VARIABLES: [&str; 3] = [
+    API_TOKEN_SECRET_ARN,
+    CORS_ALLOWED_ORIGINS,
+    GRAPHQL_INTROSPECTION,
+];
 
 /// `QUEUE_URL_POST_CREATE`, `QUEUE_URL_BATCH_DELETE`, …
 pub fn queue_url_var(task_type: TaskType) -> String {
@@ -75,6 +88,9 @@ impl Role {
             Role::Api | Role::Local => {}
         }
         names.extend(self.sends_to().iter().map(|t| queue_url_var(*t)));
+        if self == Role::Api {
+            names.extend(API_VARIABLES.iter().map(|v| (*v).to_owned()));
+        }
         names
     }
 }
@@ -97,6 +113,46 @@ pub enum ConfigError {
     Missing(String),
     #[error("environment variable {name} is not valid: {reason}")]
     Invalid { name: String, reason: String },
+}
+
+/// How the API Lambda meets its callers, from [`API_VARIABLES`].
+#[derive(Debug, Clone)]
+pub struct ApiEnv {
+    pub token_secret: String,
+    pub cors: CorsOrigins,
+    pub introspection: bool,
+}
+
+impl ApiEnv {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::read(&env)
+    }
+
+    /// Reads exactly [`API_VARIABLES`] through `lookup`.
+    pub fn read(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let token_secret = required(lookup, API_TOKEN_SECRET_ARN)?;
+        let cors = CorsOrigins::parse(&lookup(CORS_ALLOWED_ORIGINS).unwrap_or_default()).map_err(
+            |reason| ConfigError::Invalid {
+                name: CORS_ALLOWED_ORIGINS.to_owned(),
+                reason,
+            },
+        )?;
+        let introspection = match required(lookup, GRAPHQL_INTROSPECTION)?.as_str() {
+            "true" => true,
+            "false" => false,
+            other => {
+                return Err(ConfigError::Invalid {
+                    name: GRAPHQL_INTROSPECTION.to_owned(),
+                    reason: format!("`{other}` is not true or false"),
+                });
+            }
+        };
+        Ok(ApiEnv {
+            token_secret,
+            cors,
+            introspection,
+        })
+    }
 }
 
 /// Where the AWS adapters find their tables and queues.
@@ -270,6 +326,20 @@ mod tests {
                 }
             };
             let settings = AwsSettings::read(role, &lookup).expect("settings");
+            if role == Role::Api {
+                ApiEnv::read(&|name: &str| match name {
+                    GRAPHQL_INTROSPECTION => {
+                        asked.borrow_mut().push(name.to_owned());
+                        Some("false".to_owned())
+                    }
+                    CORS_ALLOWED_ORIGINS => {
+                        asked.borrow_mut().push(name.to_owned());
+                        Some("https://cms.example.com".to_owned())
+                    }
+                    _ => lookup(name),
+                })
+                .expect("api settings");
+            }
             assert_eq!(*asked.borrow(), role.variables(), "{role}");
             let mut queues: Vec<_> = settings.queue_urls.keys().copied().collect();
             queues.sort();
@@ -292,6 +362,9 @@ mod tests {
                 "QUEUE_URL_BATCH_DELETE",
                 "QUEUE_URL_AVAILABILITY_UPDATE",
                 "QUEUE_URL_AVAILABILITY_DELETE",
+                "API_TOKEN_SECRET_ARN",
+                "CORS_ALLOWED_ORIGINS",
+                "GRAPHQL_INTROSPECTION",
             ]
         );
         assert_eq!(
@@ -329,6 +402,34 @@ mod tests {
             error.to_string(),
             "environment variable QUEUE_URL_BATCH_DELETE is not set"
         );
+    }
+
+    #[test]
+    fn api_settings_are_checked() {
+        let with = |cors: &'static str, introspection: &'static str| {
+            ApiEnv::read(&move |name: &str| match name {
+                CORS_ALLOWED_ORIGINS => Some(cors.to_owned()),
+                GRAPHQL_INTROSPECTION => Some(introspection.to_owned()),
+                other => everything(other),
+            })
+        };
+        let env = with("", "false").expect("no origins");
+        assert_eq!(env.cors, CorsOrigins::None);
+        assert!(!env.introspection);
+        assert_eq!(with("*", "true").expect("any").cors, CorsOrigins::Any);
+        let env = with("https://a.example.com, http://localhost:3000", "true").expect("two");
+        assert!(matches!(env.cors, CorsOrigins::List(ref o) if o.len() == 2));
+        for bad in [
+            "a.example.com",
+            "https://a.example.com/",
+            "https://*.example.com",
+            "*, https://a.example.com",
+        ] {
+            let error = with(bad, "true").expect_err(bad);
+            assert!(error.to_string().contains(CORS_ALLOWED_ORIGINS), "{error}");
+        }
+        let error = with("", "yes").expect_err("not a bool");
+        assert!(error.to_string().contains("`yes`"), "{error}");
     }
 
     #[test]

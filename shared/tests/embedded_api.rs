@@ -407,6 +407,7 @@ async fn get_runs_queries_but_refuses_mutations() {
     let h = Harness::new();
     let query = "%7B%20listSkylarkBackgroundTask%20%7B%20count%20%7D%20%7D";
     let request = axum::http::Request::get(format!("/graphql?query={query}"))
+        .header("authorization", common::BEARER)
         .body(axum::body::Body::empty())
         .expect("request");
     let (status, body) = h.send(request).await;
@@ -416,6 +417,7 @@ async fn get_runs_queries_but_refuses_mutations() {
     let mutation =
         "mutation%20%7B%20createMovie(movie%3A%20%7Btitle%3A%20%22x%22%7D)%20%7B%20uid%20%7D%20%7D";
     let request = axum::http::Request::get(format!("/graphql?query={mutation}"))
+        .header("authorization", common::BEARER)
         .body(axum::body::Body::empty())
         .expect("request");
     let (status, body) = h.send(request).await;
@@ -434,7 +436,7 @@ async fn graphiql_is_served_at_the_root() {
         .body(axum::body::Body::empty())
         .expect("request");
     let response = tower::ServiceExt::oneshot(
-        shared::http::router(h.embedded.stack.schema.clone()),
+        h.embedded.stack.router(&shared::http::ApiSettings::open()),
         request,
     )
     .await

@@ -24,6 +24,9 @@ REGION = "us-east-1"
 STACK = "skylark-tasks"  # samconfig.toml's stack_name: queue names are <stack>-<task-type>
 STAGE = "prod"  # the template's StageName default
 HOST = f"abcdef123.execute-api.{REGION}.amazonaws.com"
+# The API token the tests put in the emulator's secret (tests/src/emulator.rs TEST_TOKEN). With a
+# deployed stack, replace it with the real one (README: "Calling the deployed API").
+TOKEN = "skylark-test-token"
 
 SEED = """mutation {
   createMovie(movie: {
@@ -72,8 +75,8 @@ def http_api(method, body=None, query=None):
     event["routeKey"] = event["requestContext"]["routeKey"] = f"{method} /graphql"
     event["rawPath"] = event["requestContext"]["http"]["path"] = path
     event["cookies"] = []
-    event["headers"] = {"content-type": "application/json", "host": HOST, "user-agent": "curl/8.5.0",
-                        "x-forwarded-proto": "https"}
+    event["headers"] = {"authorization": f"Bearer {TOKEN}", "content-type": "application/json",
+                        "host": HOST, "user-agent": "curl/8.5.0", "x-forwarded-proto": "https"}
     for key in ("pathParameters", "stageVariables"):
         event.pop(key, None)
     for key in ("authentication", "authorizer"):
@@ -117,6 +120,8 @@ def main():
         rest[key] = None
     rest["headers"]["Content-Type"] = "application/json"
     rest["multiValueHeaders"]["Content-Type"] = ["application/json"]
+    rest["headers"]["Authorization"] = f"Bearer {TOKEN}"
+    rest["multiValueHeaders"]["Authorization"] = [f"Bearer {TOKEN}"]
     assert rest["path"] == "/graphql", rest["path"]  # SAM puts the "/" in front itself
     rest["requestContext"]["path"] = f"/{STAGE}/graphql"
     write("rest-v1-seed.json", rest)

@@ -11,7 +11,10 @@ use std::path::Path;
 
 use shared::adapters::keys;
 use shared::adapters::provision::queue_name;
-use shared::config::{CONTENT_TABLE, Role, TASK_TYPE, TASKS_TABLE, WORKER_ROLE, queue_url_var};
+use shared::config::{
+    API_TOKEN_SECRET_ARN, CONTENT_TABLE, CORS_ALLOWED_ORIGINS, GRAPHQL_INTROSPECTION, Role,
+    TASK_TYPE, TASKS_TABLE, WORKER_ROLE, queue_url_var,
+};
 use shared::domain::TaskType;
 use shared::infra::{Expr, FunctionSpec, SAM_TRANSFORM, TableSpec, Template};
 
@@ -329,6 +332,15 @@ fn check_variables(
                 }
                 other => problems.add(format!("{name}'s {variable} is {other}, not a table")),
             }
+        } else if variable == API_TOKEN_SECRET_ARN {
+            check_token_secret(template, name, value, problems);
+        } else if variable == CORS_ALLOWED_ORIGINS || variable == GRAPHQL_INTROSPECTION {
+            // Settings, not resources: a parameter (or a literal), never a reference to data.
+            if !matches!(value, Expr::Literal(_))
+                && !matches!(value, Expr::Ref(p) if template.parameter_default(p).is_some())
+            {
+                problems.add(format!("{name}'s {variable} is {value}, not a parameter"));
+            }
         } else if variable == TASK_TYPE {
             // Checked with the worker's role.
         } else if let Some(task_type) = TaskType::ALL
@@ -343,6 +355,35 @@ fn check_variables(
                 )),
             }
         }
+    }
+}
+
+/// The API token: a `!Ref` to a Secrets Manager secret the template generates, so the token is
+/// in neither the template nor the function's environment.
+fn check_token_secret(template: &Template, name: &str, value: &Expr, problems: &mut Problems) {
+    let Expr::Ref(secret) = value else {
+        problems.add(format!(
+            "{name}'s {API_TOKEN_SECRET_ARN} is {value}, not !Ref to a secret (never the token)"
+        ));
+        return;
+    };
+    if template.resource_type(secret).as_deref() != Some("AWS::SecretsManager::Secret") {
+        problems.add(format!(
+            "{name}'s {API_TOKEN_SECRET_ARN} is !Ref {secret}, not an AWS::SecretsManager::Secret"
+        ));
+        return;
+    }
+    let properties = template.resource(secret).and_then(|r| r.get("Properties"));
+    if properties.and_then(|p| p.get("SecretString")).is_some() {
+        problems.add(format!(
+            "{secret} has a SecretString: the token would be in the template in plain text"
+        ));
+    }
+    if properties
+        .and_then(|p| p.get("GenerateSecretString"))
+        .is_none()
+    {
+        problems.add(format!("{secret} has no GenerateSecretString"));
     }
 }
 
@@ -368,6 +409,10 @@ fn check_policies(
         .iter()
         .filter_map(|v| function.environment.get(*v)?.resource())
         .collect();
+    let token_secret = function
+        .environment
+        .get(API_TOKEN_SECRET_ARN)
+        .and_then(Expr::resource);
     let mut send_targets = BTreeSet::new();
     for statement in &function.statements {
         let what = format!(
@@ -417,6 +462,13 @@ fn check_policies(
                     ("sqs", _) => problems.add(format!(
                         "{what}: {action} on {target} (functions only send; Lambda's event \
                          source mapping receives)"
+                    )),
+                    ("secretsmanager", "AWS::SecretsManager::Secret")
+                        if action == "secretsmanager:GetSecretValue"
+                            && token_secret == Some(target) => {}
+                    ("secretsmanager", _) => problems.add(format!(
+                        "{what}: {action} on {target}; only GetSecretValue on the secret its \
+                         {API_TOKEN_SECRET_ARN} names"
                     )),
                     (other, _) => problems.add(format!("{what}: unexpected service {other}")),
                 }
@@ -522,6 +574,7 @@ fn check_api(template: &Template, api: &FunctionSpec, problems: &mut Problems) {
         routes,
         vec![
             ("GET".to_owned(), "/graphql".to_owned()),
+            ("OPTIONS".to_owned(), "/graphql".to_owned()),
             ("POST".to_owned(), "/graphql".to_owned()),
         ],
     );

@@ -21,11 +21,15 @@ use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
 use shared::adapters::provision::{create_queues_with, create_tables};
 use shared::adapters::{SqsTaskQueue, TableNames};
-use shared::app::{api_router, lambda_worker};
-use shared::config::{AwsSettings, Role};
+use shared::app::{lambda_api, lambda_worker};
+use shared::config::{ApiEnv, AwsSettings, Role};
 use shared::domain::TaskType;
 use shared::engine::{Deps, Worker, sqs_event};
+use shared::http::CorsOrigins;
 use shared::ports::{QueueConsumer, ReceivedMessage};
+
+/// The API token the test worlds keep in their secret; `tests/events/` carry it.
+pub const TEST_TOKEN: &str = "skylark-test-token";
 
 /// Counts the requests each client sends, per operation, attempts included.
 #[derive(Debug, Clone, Default)]
@@ -94,6 +98,9 @@ pub struct World {
     pub counter: RequestCounter,
     counted_dynamodb: aws_sdk_dynamodb::Client,
     counted_sqs: aws_sdk_sqs::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    /// The ARN of this world's token secret (holding [`TEST_TOKEN`]).
+    pub token_secret: String,
     router: axum::Router,
 }
 
@@ -137,11 +144,17 @@ impl World {
                 .build(),
         );
         let (deps, queue) = settings.deps_with(dynamodb.clone(), sqs.clone());
-        let (api_deps, _) = settings
-            .for_role(Role::Api)
-            .deps_with(dynamodb.clone(), sqs.clone());
-        let router = api_router(api_deps);
-        World {
+        let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+        let token_secret = secrets
+            .create_secret()
+            .name(format!("{prefix}-api-token"))
+            .secret_string(TEST_TOKEN)
+            .send()
+            .await
+            .expect("create the token secret")
+            .arn
+            .expect("the secret's ARN");
+        let mut world = World {
             prefix,
             settings,
             dynamodb: plain_dynamodb,
@@ -151,8 +164,25 @@ impl World {
             counter,
             counted_dynamodb: dynamodb,
             counted_sqs: sqs,
-            router,
-        }
+            secrets,
+            token_secret,
+            router: axum::Router::new(),
+        };
+        world.router = world.api(CorsOrigins::None, false).await;
+        world
+    }
+
+    /// The API Lambda's router as its `main` assembles it (token from this world's secret), with
+    /// the given CORS origins and introspection setting, on the API's own queues.
+    pub async fn api(&self, cors: CorsOrigins, introspection: bool) -> axum::Router {
+        let env = ApiEnv {
+            token_secret: self.token_secret.clone(),
+            cors,
+            introspection,
+        };
+        lambda_api(self.deps_of(Role::Api), &env, self.secrets.clone())
+            .await
+            .expect("the API starts")
     }
 
     /// The adapters as a deployed function of `role` has them: only its own queues.
@@ -166,14 +196,7 @@ impl World {
     /// An API Gateway event (JSON) through `lambda_http`'s own adapter, as the runtime calls it;
     /// returns the API Gateway response as JSON (statusCode, headers, body).
     pub async fn api_event(&self, event: &Value) -> Value {
-        let request: LambdaRequest =
-            serde_json::from_value(event.clone()).expect("an API Gateway event");
-        let mut adapter = lambda_http::Adapter::from(self.router.clone());
-        let response =
-            tower::Service::call(&mut adapter, LambdaEvent::new(request, Context::default()))
-                .await
-                .expect("the API handler does not fail");
-        serde_json::to_value(&response).expect("response JSON")
+        api_event_on(&self.router, event).await
     }
 
     /// A GraphQL document as an HTTP API v2 POST event; returns (statusCode, body JSON).
@@ -282,6 +305,19 @@ pub async fn invoke(worker: &Worker, event: SqsEvent) -> SqsBatchResponse {
     worker::handle(worker, LambdaEvent::new(event, Context::default()))
         .await
         .expect("the batch as a whole succeeds")
+}
+
+/// An API Gateway event (JSON) through `lambda_http`'s own adapter on `router`, as the runtime
+/// calls it; returns the API Gateway response as JSON (statusCode, headers, body).
+pub async fn api_event_on(router: &axum::Router, event: &Value) -> Value {
+    let request: LambdaRequest =
+        serde_json::from_value(event.clone()).expect("an API Gateway event");
+    let mut adapter = lambda_http::Adapter::from(router.clone());
+    let response =
+        tower::Service::call(&mut adapter, LambdaEvent::new(request, Context::default()))
+            .await
+            .expect("the API handler does not fail");
+    serde_json::to_value(&response).expect("response JSON")
 }
 
 /// (statusCode, parsed body) of an API Gateway response.

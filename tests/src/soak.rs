@@ -371,9 +371,8 @@ pub async fn run(soak: Soak, mutations: usize, deadline: Duration) -> Report {
         }
     }
 
-    let schema = shared::graphql::schema(Arc::new(shared::service::Service::new(soak.api.clone())));
     let mut api = Api {
-        router: shared::http::router(schema),
+        router: shared::http::router(soak.api.clone(), &shared::http::ApiSettings::open()),
         names: BTreeMap::new(),
     };
     scenario(&mut api, mutations).await;

@@ -203,9 +203,15 @@ async fn the_sweeper_sends_again_what_a_failed_send_left_queued() {
         }),
         ..world.deps.clone()
     };
-    let router = shared::app::api_router(api);
+    let router = shared::http::router(
+        api,
+        &shared::http::ApiSettings::with_token(
+            shared::http::ApiToken::new(tests::emulator::TEST_TOKEN).expect("token"),
+        ),
+    );
     let request = axum::http::Request::post("/graphql")
         .header("content-type", "application/json")
+        .header("x-api-key", tests::emulator::TEST_TOKEN)
         .body(axum::body::Body::from(
             serde_json::json!({ "query": r#"mutation { createMovie(movie: { title: "Lost", availability: { link: ["always"] } }) { _context { task_id } } }"# }).to_string(),
         ))

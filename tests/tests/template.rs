@@ -531,3 +531,87 @@ fn the_dead_letter_consumer_and_the_sweeper_are_checked() {
     });
     assert_caught(&problems, "is not given [\"QUEUE_URL_BATCH_DELETE\"]");
 }
+
+#[test]
+fn the_api_token_stays_a_secret_read_only_by_the_api() {
+    let api_env = [
+        "Resources",
+        "ApiFunction",
+        "Properties",
+        "Environment",
+        "Variables",
+    ];
+    // The token written into the function's environment
+    let problems = problems_with(|t| {
+        mapping(t, &api_env).insert(
+            Value::from("API_TOKEN_SECRET_ARN"),
+            Value::from("my-plain-token"),
+        );
+    });
+    assert_caught(&problems, "not !Ref to a secret");
+
+    // The token written into the template
+    let problems = problems_with(|t| {
+        let properties = mapping(t, &["Resources", "ApiTokenSecret", "Properties"]);
+        properties.remove("GenerateSecretString");
+        properties.insert(Value::from("SecretString"), Value::from("my-plain-token"));
+    });
+    assert_caught(&problems, "ApiTokenSecret has a SecretString");
+
+    fn read_token(t: &mut Template) -> &mut Value {
+        at(t, &["Resources", "ApiFunction", "Properties", "Policies"])
+            .as_sequence_mut()
+            .and_then(|p| p.first_mut())
+            .and_then(|p| p.get_mut("Statement"))
+            .and_then(Value::as_sequence_mut)
+            .and_then(|s| s.iter_mut().find(|s| s["Sid"] == "ReadApiToken"))
+            .expect("ReadApiToken")
+    }
+    let problems = problems_with(|t| {
+        read_token(t)["Action"] = Value::from("secretsmanager:*");
+    });
+    assert_caught(&problems, "wildcard action secretsmanager:*");
+    let problems = problems_with(|t| {
+        read_token(t)["Resource"] = Value::from("*");
+    });
+    assert_caught(&problems, "allows every resource (*)");
+    let problems = problems_with(|t| {
+        read_token(t)["Action"] = Value::from("secretsmanager:PutSecretValue");
+    });
+    assert_caught(&problems, "only GetSecretValue");
+
+    // A worker given the API's secret
+    let problems = problems_with(|t| {
+        let statements = at(
+            t,
+            &[
+                "Resources",
+                "WorkerTablesPolicy",
+                "Properties",
+                "PolicyDocument",
+                "Statement",
+            ],
+        )
+        .as_sequence_mut()
+        .expect("statements");
+        let mut extra = Mapping::new();
+        extra.insert(Value::from("Sid"), Value::from("Leak"));
+        extra.insert(Value::from("Effect"), Value::from("Allow"));
+        extra.insert(
+            Value::from("Action"),
+            Value::from("secretsmanager:GetSecretValue"),
+        );
+        extra.insert(
+            Value::from("Resource"),
+            Value::Tagged(Box::new(serde_norway::value::TaggedValue {
+                tag: serde_norway::value::Tag::new("Ref"),
+                value: Value::from("ApiTokenSecret"),
+            })),
+        );
+        statements.push(Value::Mapping(extra));
+    });
+    assert_caught(
+        &problems,
+        "only GetSecretValue on the secret its API_TOKEN_SECRET_ARN",
+    );
+}

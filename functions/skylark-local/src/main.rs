@@ -12,9 +12,9 @@ use shared::adapters::TableNames;
 use shared::adapters::provision::{create_queues, create_tables};
 use shared::app::Stack;
 use shared::config::AwsSettings;
-use shared::http::router;
+use shared::http::{ApiSettings, ApiToken, Auth, CorsOrigins};
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 #[derive(Parser, Debug)]
 #[command(version, about)]
@@ -42,6 +42,17 @@ struct Config {
     /// Name prefix of the tables and queues --create-resources makes.
     #[arg(long, env = "SKYLARK_RESOURCE_PREFIX", default_value = "skylark-local")]
     resource_prefix: String,
+    /// The token every GraphQL request must present (`Authorization: Bearer <token>` or
+    /// `x-api-key`). Unset: no authentication, and only a loopback --listen address is allowed.
+    #[arg(long, env = "SKYLARK_API_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+    /// Web origins browsers may call the API from, comma-separated (`https://cms.example.com`),
+    /// or `*`. Empty: none (no CORS headers).
+    #[arg(long, env = "SKYLARK_CORS_ORIGINS", default_value = "")]
+    cors_origins: String,
+    /// Answer introspection queries (`__schema`, `__type`); GraphiQL needs them.
+    #[arg(long, env = "SKYLARK_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    introspection: bool,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "SKYLARK_LOG_JSON", default_value_t = false)]
     log_json: bool,
@@ -91,10 +102,42 @@ async fn emulator_stack(config: &Config) -> anyhow::Result<Stack> {
     Ok(Stack::new(deps, queue))
 }
 
+/// Who may call: with a token, whoever presents it; without one, anyone who can reach the port,
+/// so only loopback is allowed, and it is said loudly.
+fn api_settings(config: &Config) -> anyhow::Result<ApiSettings> {
+    let cors = CorsOrigins::parse(&config.cors_origins)
+        .map_err(|e| anyhow::anyhow!("--cors-origins / SKYLARK_CORS_ORIGINS: {e}"))?;
+    let auth = match config.api_token.as_deref() {
+        Some(token) => Auth::token(
+            ApiToken::new(token)
+                .map_err(|e| anyhow::anyhow!("--api-token / SKYLARK_API_TOKEN: {e}"))?,
+        ),
+        None if config.listen.ip().is_loopback() => {
+            warn!("==================================================================");
+            warn!("AUTHENTICATION IS OFF: SKYLARK_API_TOKEN is not set, so any program");
+            warn!("on this machine can read and change everything through the API.");
+            warn!("Set SKYLARK_API_TOKEN to require `Authorization: Bearer <token>`.");
+            warn!("==================================================================");
+            Auth::Off
+        }
+        None => anyhow::bail!(
+            "refusing to listen on {} without a token: set SKYLARK_API_TOKEN (or --api-token), \
+             or listen on a loopback address such as 127.0.0.1:4000",
+            config.listen
+        ),
+    };
+    Ok(ApiSettings {
+        auth,
+        cors,
+        introspection: config.introspection,
+    })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     shared::telemetry::init(config.log_json);
+    let api = api_settings(&config)?;
 
     let (stop, stopped) = watch::channel(false);
     let (stack, ttl) = if config.emulator {
@@ -122,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
         listener.local_addr()?,
         listener.local_addr()?
     );
-    axum::serve(listener, router(stack.schema.clone()))
+    axum::serve(listener, stack.router(&api))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
 

@@ -8,9 +8,11 @@ pub mod keys;
 pub mod memory;
 pub mod memory_queue;
 pub mod provision;
+pub mod secrets;
 pub mod sqs;
 
 pub use dynamo::{DynamoStore, TableNames};
 pub use memory::MemoryStore;
 pub use memory_queue::MemoryQueue;
+pub use secrets::SecretToken;
 pub use sqs::SqsTaskQueue;

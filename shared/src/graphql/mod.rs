@@ -6,7 +6,11 @@ mod tasks;
 
 use std::sync::Arc;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema};
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::{
+    EmptySubscription, MergedObject, Schema, ServerError, ServerResult, Variables,
+};
 
 pub use errors::{ErrorType, add_error_types};
 
@@ -41,12 +45,73 @@ pub const MAX_DEPTH: usize = 12;
 /// resolver runs.
 pub const MAX_COMPLEXITY: usize = 300;
 
-pub fn schema(service: Arc<Service>) -> AppSchema {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+/// The schema on `service`. Without `introspection`, a request selecting `__schema` or `__type`
+/// is refused with a ValidationError (async-graphql alone would answer `null` silently);
+/// `__typename` still works.
+pub fn schema(service: Arc<Service>, introspection: bool) -> AppSchema {
+    let builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .data(service)
         .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY)
-        .finish()
+        .limit_complexity(MAX_COMPLEXITY);
+    if introspection {
+        builder.finish()
+    } else {
+        builder
+            .disable_introspection()
+            .extension(NoIntrospection)
+            .finish()
+    }
+}
+
+/// Refuses documents that select introspection fields, anywhere (fragments included).
+struct NoIntrospection;
+
+impl ExtensionFactory for NoIntrospection {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(NoIntrospection)
+    }
+}
+
+fn selects_introspection(set: &SelectionSet) -> bool {
+    set.items.iter().any(|item| match &item.node {
+        Selection::Field(field) => {
+            matches!(field.node.name.node.as_str(), "__schema" | "__type")
+                || selects_introspection(&field.node.selection_set.node)
+        }
+        Selection::InlineFragment(fragment) => {
+            selects_introspection(&fragment.node.selection_set.node)
+        }
+        Selection::FragmentSpread(_) => false,
+    })
+}
+
+#[async_trait::async_trait]
+impl Extension for NoIntrospection {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = next.run(ctx, query, variables).await?;
+        // Fragment spreads are covered by walking every fragment definition.
+        let asks = document
+            .operations
+            .iter()
+            .any(|(_, op)| selects_introspection(&op.node.selection_set.node))
+            || document
+                .fragments
+                .values()
+                .any(|f| selects_introspection(&f.node.selection_set.node));
+        if asks {
+            return Err(ServerError::new(
+                "introspection is turned off on this API (__schema and __type); __typename works",
+                None,
+            ));
+        }
+        Ok(document)
+    }
 }
 
 fn service<'a>(ctx: &async_graphql::Context<'a>) -> &'a Arc<Service> {

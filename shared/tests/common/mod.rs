@@ -14,7 +14,7 @@ use shared::adapters::MemoryQueue;
 use shared::app::{Embedded, Stack};
 use shared::domain::{TaskType, Timestamp};
 use shared::engine::Poller;
-use shared::http::router;
+use shared::http::{ApiSettings, ApiToken};
 use shared::ports::{ManualClock, TaskQueue};
 use tower::ServiceExt;
 
@@ -31,6 +31,10 @@ pub const SEED_CREATE_MOVIE: &str = r#"mutation {
     }
   }
 }"#;
+
+/// The API token of the test stacks, and the header that presents it.
+pub const TOKEN: &str = "test-token-0123456789";
+pub const BEARER: &str = "Bearer test-token-0123456789";
 
 pub const SEED_MESSAGES: [&str; 5] = [
     "Job started",
@@ -64,7 +68,9 @@ impl Harness {
             store: plain.store,
             queue: plain.queue,
         };
-        let router = router(embedded.stack.schema.clone());
+        let router = embedded.stack.router(&ApiSettings::with_token(
+            ApiToken::new(TOKEN).expect("token"),
+        ));
         let pollers = TaskType::ALL
             .iter()
             .map(|t| embedded.stack.poller(*t, 10, Duration::ZERO))
@@ -77,16 +83,27 @@ impl Harness {
         }
     }
 
-    /// Sends a raw body to `POST /graphql`.
+    /// Sends a raw body to `POST /graphql`, with the token.
     pub async fn post(&self, content_type: &str, body: impl Into<Body>) -> (StatusCode, Value) {
         let request = Request::post("/graphql")
             .header("content-type", content_type)
+            .header("authorization", BEARER)
             .body(body.into())
             .expect("request");
         self.send(request).await
     }
 
+    /// Sends `request` as it is (add the token yourself).
     pub async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let (status, _, body) = self.exchange(request).await;
+        (status, body)
+    }
+
+    /// Sends `request` as it is; returns the status, headers and JSON body.
+    pub async fn exchange(
+        &self,
+        request: Request<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
         let response = self
             .router
             .clone()
@@ -94,11 +111,12 @@ impl Harness {
             .await
             .expect("infallible");
         let status = response.status();
+        let headers = response.headers().clone();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
             .expect("body");
         let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, value)
+        (status, headers, value)
     }
 
     /// Runs a GraphQL document; panics on a 5xx, which is never acceptable.
