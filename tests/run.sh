@@ -3,8 +3,9 @@
 # emulator suite included.
 #
 # It installs its Python tools at pinned versions into .venv (once): moto's server, cfn-lint and
-# the SAM CLI. It lints infra/template.yaml with cfn-lint (informational checks included) and
-# `sam validate --lint`. With AWS_ENDPOINT_URL set (LocalStack, say) the suite runs against that
+# the SAM CLI; and cargo-deny, from crates.io, into .tools (once, about 4 minutes). It lints
+# infra/template.yaml with cfn-lint (informational checks included) and `sam validate --lint`, and
+# checks the dependency graph with `cargo deny check bans licenses sources` (deny.toml). With AWS_ENDPOINT_URL set (LocalStack, say) the suite runs against that
 # endpoint; without it, this script starts moto on a free loopback port and stops it after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,7 @@ cd "$(dirname "$0")/.."
 MOTO_VERSION="5.2.5"
 CFN_LINT_VERSION="1.58.0"
 SAM_CLI_VERSION="1.170.0"
+CARGO_DENY_VERSION="0.20.2"
 VENV=".venv"
 export SAM_CLI_TELEMETRY=0
 
@@ -43,8 +45,14 @@ if ! installed moto "$MOTO_VERSION" cfn-lint "$CFN_LINT_VERSION" aws-sam-cli "$S
     "moto[server]==$MOTO_VERSION" "cfn-lint==$CFN_LINT_VERSION" "aws-sam-cli==$SAM_CLI_VERSION"
 fi
 
+deny=".tools/bin/cargo-deny"
+if ! { [ -x "$deny" ] && "$deny" --version | grep -qx "cargo-deny $CARGO_DENY_VERSION"; }; then
+  echo "== installing cargo-deny $CARGO_DENY_VERSION into .tools (from crates.io)"
+  cargo install --quiet --locked --root .tools --version "$CARGO_DENY_VERSION" cargo-deny
+fi
+
 mkdir -p target
-# The template checks count as tests in the closing line.
+# The template and dependency checks count as tests in the closing line.
 checks_passed=0
 checks_failed=0
 check() {
@@ -52,15 +60,16 @@ check() {
   shift
   echo "== $name"
   if "$@"; then
-    echo "template check ok: $name"
+    echo "check ok: $name"
     checks_passed=$((checks_passed + 1))
   else
-    echo "template check FAILED: $name"
+    echo "check FAILED: $name"
     checks_failed=$((checks_failed + 1))
   fi
 }
 check "cfn-lint $CFN_LINT_VERSION" "$VENV/bin/cfn-lint" --include-checks I -- infra/template.yaml
 check "sam validate --lint ($SAM_CLI_VERSION)" "$VENV/bin/sam" validate --lint --template infra/template.yaml
+check "cargo deny $CARGO_DENY_VERSION: bans licenses sources" "$deny" deny --log-level error check bans licenses sources
 
 if [ -z "${AWS_ENDPOINT_URL:-}" ]; then
   port=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
