@@ -208,6 +208,7 @@ macro_rules! content_type {
                 ObjectContext { task_id: self.0.task_id.map(|t| t.to_string()) }
             }
             /// The availability linked by background tasks (empty until `post_create` completes).
+            #[graphql(complexity = "crate::graphql::listing_cost(limit, child_complexity)")]
             async fn availability(
                 &self,
                 ctx: &Context<'_>,
@@ -217,6 +218,7 @@ macro_rules! content_type {
                 self.0.availability(ctx, limit, next_token).await
             }
             $(
+                #[graphql(complexity = "crate::graphql::listing_cost(limit, child_complexity)")]
                 async fn $field(
                     &self,
                     ctx: &Context<'_>,
@@ -295,6 +297,7 @@ macro_rules! content_type {
                 Ok(Some($ty(ObjectView::new(object, language, ignore_availability))))
             }
 
+            #[graphql(complexity = "crate::graphql::listing_cost(limit, child_complexity)")]
             async fn $list(
                 &self,
                 ctx: &Context<'_>,
@@ -475,6 +478,7 @@ impl AvailabilityQuery {
         Ok(Some(availability.into()))
     }
 
+    #[graphql(complexity = "crate::graphql::listing_cost(limit, child_complexity)")]
     async fn list_availability(
         &self,
         ctx: &Context<'_>,

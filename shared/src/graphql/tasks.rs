@@ -99,6 +99,7 @@ impl TaskQuery {
     /// `object_uid` and `task_type` are additions to Skylark's arguments: with them a client
     /// follows the children a fan-out or a batch delete queued.
     #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "crate::graphql::listing_cost(limit, child_complexity)")]
     async fn list_skylark_background_task(
         &self,
         ctx: &Context<'_>,

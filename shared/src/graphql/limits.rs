@@ -1,0 +1,408 @@
+//! What one GraphQL request may ask for, checked before async-graphql does anything with it but
+//! parse, so that no document — however it is written: fragments, inline fragments, variables —
+//! reaches validation or a resolver when it is too large, too deep or malformed in a costly way.
+//!
+//! The checks run when the request is prepared, not when it is parsed: async-graphql's own
+//! recursion and directive checks run inside its parse step and walk every fragment spread
+//! unmemoised, which takes hours on 1 KB of fragments that each spread the next one twice. The
+//! document parsed here is handed on, so it is parsed once. Validation and execution then apply
+//! [`MAX_DEPTH`] and [`MAX_COMPLEXITY`] (the cost of listings) as async-graphql's own limits.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest,
+};
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
+    SelectionSet,
+};
+use async_graphql::{Name, Positioned, Request, ServerError, ServerResult, Value, Variables};
+
+/// Deepest selection a request may make, fragments expanded; the seed documents need 3.
+pub const MAX_DEPTH: usize = 12;
+/// Most a request may cost, counted through fragments: each field 1, and each listing (`listX`,
+/// `listSkylarkBackgroundTask`, relationships, `availability`) its page size (`limit`, 50 by
+/// default) times what it selects per item, so nested listings multiply: the cost is about the
+/// number of values the answer can hold. A full page of tasks with every field costs about 800;
+/// a page of 100 movies, each with its availability and brands (default pages), about 21,000;
+/// two levels of 100-object pages with five fields each about 60,000, and three levels a
+/// million: refused.
+pub const MAX_COMPLEXITY: usize = 50_000;
+/// Most tokens a document may hold (names, punctuation, numbers; a string literal is one), counted
+/// before it is parsed, as graphql-js's `maxTokens` does: parsing is the one step every later
+/// limit waits for, and a 1 MB document of 500,000 names takes seconds to parse.
+pub const MAX_TOKENS: usize = 20_000;
+/// Most selections (fields, fragment spreads, inline fragments) a document may make once its
+/// fragments are expanded: about fifty times what the seed documents need.
+pub const MAX_SELECTIONS: usize = 1_000;
+/// Most aliased fields a document may hold, fragments expanded.
+pub const MAX_ALIASES: usize = 100;
+/// Most mutations one request may run (root fields of a mutation, fragments expanded); each is
+/// a write and a task, so a request cannot be a bulk load past API Gateway's throttling.
+/// `batchDeleteObjects` takes up to 100 objects in one.
+pub const MAX_MUTATIONS: usize = 10;
+/// Most directives on one field, fragment or operation: the schema knows `@skip` and
+/// `@include`, each of which may appear once.
+pub const MAX_DIRECTIVES: usize = 2;
+/// Most variables one operation may declare.
+pub const MAX_VARIABLES: usize = 100;
+/// Nesting of selection sets and fragments, counted together (async-graphql's recursion limit).
+pub const MAX_RECURSIVE_DEPTH: usize = 32;
+
+/// The cost of a listing field for [`MAX_COMPLEXITY`]: its page size times its items' cost.
+pub fn listing_cost(limit: Option<i32>, per_item: usize) -> usize {
+    let page = limit.map_or(crate::service::DEFAULT_LIMIT, |l| {
+        usize::try_from(l)
+            .unwrap_or(1)
+            .clamp(1, crate::service::MAX_LIMIT)
+    });
+    page.saturating_mul(per_item).saturating_add(1)
+}
+
+/// The extension that applies the checks of this module to every request.
+pub(super) struct DocumentLimits {
+    pub introspection: bool,
+}
+
+impl ExtensionFactory for DocumentLimits {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(DocumentLimits {
+            introspection: self.introspection,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for DocumentLimits {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        mut request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        let refuse = |message: String| ServerError::new(message, None);
+        let tokens = count_tokens(&request.query);
+        if tokens > MAX_TOKENS {
+            return Err(refuse(format!(
+                "the document holds {tokens} tokens or more; at most {MAX_TOKENS} are taken"
+            )));
+        }
+        let operation_name = request.operation_name.clone();
+        let variables = request.variables.clone();
+        let document = request.parsed_query()?;
+        check_document(document, self.introspection).map_err(refuse)?;
+        check_variables(document, operation_name.as_deref(), &variables).map_err(refuse)?;
+        next.run(ctx, request).await
+    }
+}
+
+/// Tokens of a GraphQL document, up to one more than [`MAX_TOKENS`] (it stops there). Commas,
+/// white space and comments are not tokens; a string or block string is one.
+fn count_tokens(document: &str) -> usize {
+    let bytes = document.as_bytes();
+    let mut i = 0;
+    let mut tokens = 0;
+    while i < bytes.len() && tokens <= MAX_TOKENS {
+        let byte = bytes[i];
+        match byte {
+            b' ' | b'\t' | b'\n' | b'\r' | b',' => i += 1,
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
+                    i += 1;
+                }
+            }
+            b'"' if bytes[i..].starts_with(b"\"\"\"") => {
+                i += 3;
+                while i < bytes.len() && !bytes[i..].starts_with(b"\"\"\"") {
+                    // `\"""` is an escaped delimiter inside a block string.
+                    i += if bytes[i..].starts_with(b"\\\"\"\"") {
+                        4
+                    } else {
+                        1
+                    };
+                }
+                i += 3;
+                tokens += 1;
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+                tokens += 1;
+            }
+            b'_' | b'a'..=b'z' | b'A'..=b'Z' => {
+                while i < bytes.len()
+                    && matches!(bytes[i], b'_' | b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                tokens += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                // A number, with what a malformed one may run on with.
+                i += 1;
+                while i < bytes.len()
+                    && matches!(bytes[i], b'_' | b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'+' | b'-')
+                {
+                    i += 1;
+                }
+                tokens += 1;
+            }
+            b'.' if bytes[i..].starts_with(b"...") => {
+                i += 3;
+                tokens += 1;
+            }
+            _ => {
+                // Punctuation, and anything else (the parser will name what is wrong), one byte
+                // or one UTF-8 character at a time.
+                i += 1;
+                while i < bytes.len() && (bytes[i] & 0xC0) == 0x80 {
+                    i += 1;
+                }
+                tokens += 1;
+            }
+        }
+    }
+    tokens
+}
+
+/// What a selection set holds once its fragments are expanded.
+#[derive(Debug, Default, Clone, Copy)]
+struct Expanded {
+    /// Selections at every level: fields, fragment spreads and inline fragments, each as many
+    /// times as it would be walked.
+    selections: usize,
+    /// Fields at this level only (through fragments, not into sub-selections).
+    top: usize,
+    /// Levels of fields below and including this one (fragments add none).
+    depth: usize,
+    aliases: usize,
+    introspection: bool,
+}
+
+impl Expanded {
+    fn add(&mut self, other: Expanded) {
+        self.selections = self.selections.saturating_add(other.selections);
+        self.top = self.top.saturating_add(other.top);
+        self.depth = self.depth.max(other.depth);
+        self.aliases = self.aliases.saturating_add(other.aliases);
+        self.introspection |= other.introspection;
+    }
+}
+
+/// A fragment's expansion, or the mark that it is being expanded (a spread of it now is a cycle).
+enum Memo {
+    Expanding,
+    Done(Expanded),
+}
+
+struct Walk<'a> {
+    document: &'a ExecutableDocument,
+    memo: HashMap<&'a str, Memo>,
+}
+
+fn check_directives<T>(directives: &[T], location: &str) -> Result<(), String> {
+    if directives.len() > MAX_DIRECTIVES {
+        return Err(format!(
+            "{location} has {} directives; at most {MAX_DIRECTIVES} are taken (@skip and @include, once each)",
+            directives.len()
+        ));
+    }
+    Ok(())
+}
+
+impl<'a> Walk<'a> {
+    /// Expands `set` once per fragment (memoised), so a document of fragments that each spread
+    /// the next twice costs its length, not two to the power of it. `nesting` counts every level
+    /// as async-graphql's recursion limit does: a field's selection set, an inline fragment, a
+    /// spread.
+    fn expand(&mut self, set: &'a SelectionSet, nesting: usize) -> Result<Expanded, String> {
+        if nesting > MAX_RECURSIVE_DEPTH {
+            return Err(format!(
+                "the document is too deep: more than {MAX_RECURSIVE_DEPTH} levels of selections \
+                 and fragments (a query may be at most {MAX_DEPTH} fields deep)"
+            ));
+        }
+        let mut total = Expanded::default();
+        for item in &set.items {
+            let inner = match &item.node {
+                Selection::Field(field) => {
+                    let field = &field.node;
+                    check_directives(&field.directives, &format!("field `{}`", field.name.node))?;
+                    let inner = self.expand(&field.selection_set.node, nesting + 1)?;
+                    Expanded {
+                        selections: inner.selections,
+                        top: 1,
+                        depth: inner.depth + 1,
+                        aliases: inner.aliases + usize::from(field.alias.is_some()),
+                        introspection: inner.introspection
+                            || matches!(field.name.node.as_str(), "__schema" | "__type"),
+                    }
+                }
+                Selection::InlineFragment(fragment) => {
+                    check_directives(&fragment.node.directives, "an inline fragment")?;
+                    self.expand(&fragment.node.selection_set.node, nesting + 1)?
+                }
+                Selection::FragmentSpread(spread) => {
+                    check_directives(&spread.node.directives, "a fragment spread")?;
+                    self.spread(spread.node.fragment_name.node.as_str(), nesting + 1)?
+                }
+            };
+            // The selection itself counts too: walking a spread of an unknown fragment costs a
+            // step.
+            total.add(Expanded {
+                selections: inner.selections.saturating_add(1),
+                ..inner
+            });
+        }
+        Ok(total)
+    }
+
+    fn spread(&mut self, name: &'a str, nesting: usize) -> Result<Expanded, String> {
+        match self.memo.get(name) {
+            Some(Memo::Done(known)) => return Ok(*known),
+            Some(Memo::Expanding) => return Err(format!("fragment `{name}` spreads itself")),
+            None => {}
+        }
+        // Unknown fragments are left to validation, which names them.
+        let Some(fragment) = self.document.fragments.get(name) else {
+            return Ok(Expanded::default());
+        };
+        check_directives(&fragment.node.directives, &format!("fragment `{name}`"))?;
+        self.memo.insert(name, Memo::Expanding);
+        let inner = self.expand(&fragment.node.selection_set.node, nesting)?;
+        self.memo.insert(name, Memo::Done(inner));
+        Ok(inner)
+    }
+}
+
+fn check_document(document: &ExecutableDocument, introspection: bool) -> Result<(), String> {
+    let mut walk = Walk {
+        document,
+        memo: HashMap::new(),
+    };
+    let mut total = Expanded::default();
+    let mut mutations = 0usize;
+    for (_, operation) in document.operations.iter() {
+        let operation = &operation.node;
+        check_directives(&operation.directives, "an operation")?;
+        if operation.variable_definitions.len() > MAX_VARIABLES {
+            return Err(format!(
+                "an operation declares {} variables; at most {MAX_VARIABLES} are taken",
+                operation.variable_definitions.len()
+            ));
+        }
+        let expanded = walk.expand(&operation.selection_set.node, 0)?;
+        if operation.ty == OperationType::Mutation {
+            mutations = mutations.saturating_add(expanded.top);
+        }
+        total.add(expanded);
+    }
+    // Fragments no operation uses are refused by validation, but that validation walks them:
+    // count them too, so a document cannot hide its size there.
+    for name in document.fragments.keys() {
+        if !walk.memo.contains_key(name.as_str()) {
+            total.add(walk.spread(name.as_str(), 1)?);
+        }
+    }
+    if total.selections > MAX_SELECTIONS {
+        return Err(format!(
+            "the document makes {} selections once its fragments are expanded; at most {MAX_SELECTIONS} are taken",
+            total.selections
+        ));
+    }
+    if total.depth > MAX_DEPTH {
+        return Err(format!(
+            "the query is {} fields deep, fragments expanded; at most {MAX_DEPTH} are taken",
+            total.depth
+        ));
+    }
+    if total.aliases > MAX_ALIASES {
+        return Err(format!(
+            "the document has {} aliases; at most {MAX_ALIASES} are taken",
+            total.aliases
+        ));
+    }
+    if mutations > MAX_MUTATIONS {
+        return Err(format!(
+            "the request runs {mutations} mutations; at most {MAX_MUTATIONS} per request \
+             (batchDeleteObjects deletes up to 100 objects in one)"
+        ));
+    }
+    if !introspection && total.introspection {
+        return Err(
+            "introspection is turned off on this API (__schema and __type); __typename works"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
+/// The operation a request runs, when the document makes it plain (otherwise execution says
+/// which name is missing or unknown).
+fn selected<'a>(
+    document: &'a ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<&'a OperationDefinition> {
+    match (&document.operations, operation_name) {
+        (DocumentOperations::Single(operation), _) => Some(&operation.node),
+        (DocumentOperations::Multiple(operations), Some(name)) => {
+            operations.get(name).map(|o| &o.node)
+        }
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
+            operations.values().next().map(|o| &o.node)
+        }
+        (DocumentOperations::Multiple(_), None) => None,
+    }
+}
+
+/// A request error, as GraphQL over HTTP counts it, that async-graphql reports only while it
+/// executes (with a field path, so as a 200): a required variable without a value.
+fn check_variables(
+    document: &ExecutableDocument,
+    operation_name: Option<&str>,
+    variables: &Variables,
+) -> Result<(), String> {
+    let Some(operation) = selected(document, operation_name) else {
+        return Ok(());
+    };
+    for definition in &operation.variable_definitions {
+        let definition: &Positioned<_> = definition;
+        let name: &Name = &definition.node.name.node;
+        let given = variables.get(name).filter(|v| !matches!(v, Value::Null));
+        if !definition.node.var_type.node.nullable
+            && definition.node.default_value.is_none()
+            && given.is_none()
+        {
+            return Err(format!(
+                "the variable `${name}` is required ({}) and was not given a value",
+                definition.node.var_type.node
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_tokens;
+
+    #[test]
+    fn tokens_are_counted_as_the_lexer_sees_them() {
+        assert_eq!(count_tokens("{ a }"), 3);
+        assert_eq!(count_tokens("{ a(x: 1, y: -2.5e3) }"), 11);
+        assert_eq!(
+            count_tokens(r#"{ a(s: "b c \" d", t: """x "" y \""" z""") }"#),
+            11
+        );
+        assert_eq!(count_tokens("# { { {\n{ ...F }"), 4);
+        assert_eq!(count_tokens("{ a(s: \"é ü\") }"), 8);
+        assert_eq!(count_tokens("query ($é: Int) { a }"), 10);
+        // It stops one past the limit, however long the document.
+        assert_eq!(count_tokens(&"a ".repeat(500_000)), super::MAX_TOKENS + 1);
+    }
+}

@@ -1,0 +1,163 @@
+//! The GraphQL limits, through the HTTP router: documents that are small on the wire but huge
+//! once their fragments are expanded, nested listings that multiply, too many aliases or
+//! mutations. Each is refused with a 400 that names the limit, before any resolver runs.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use shared::graphql::{MAX_ALIASES, MAX_MUTATIONS};
+
+async fn refused(h: &Harness, query: &str, needle: &str) {
+    let (status, body) = h
+        .post("application/json", json!({ "query": query }).to_string())
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(error_type(&body), Some("ValidationError"), "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(needle), "{needle:?} not in {body}");
+    assert!(body.get("data").is_none_or(Value::is_null), "{body}");
+}
+
+async fn tasks_created(h: &Harness) -> u64 {
+    h.ok("{ listSkylarkBackgroundTask { count } }").await["listSkylarkBackgroundTask"]["count"]
+        .as_u64()
+        .expect("count")
+}
+
+#[tokio::test]
+async fn a_fragment_bomb_is_refused_before_it_is_expanded() {
+    let h = Harness::new();
+    // 1 KB that expands to 2^30 selections: each fragment spreads the next twice (30 levels,
+    // within the parser's recursion limit of 32).
+    let levels = 30;
+    let mut query = String::from("{ ...F0 }");
+    for i in 0..levels {
+        query.push_str(&format!(
+            " fragment F{i} on Query {{ ...F{} ...F{} }}",
+            i + 1,
+            i + 1
+        ));
+    }
+    query.push_str(&format!(" fragment F{levels} on Query {{ __typename }}"));
+    refused(&h, &query, "once its fragments are expanded").await;
+    // The same bomb in fragments no operation uses.
+    let unused = query.replacen("{ ...F0 }", "{ __typename }", 1);
+    refused(&h, &unused, "once its fragments are expanded").await;
+    // Ending in a spread of a fragment that does not exist: no fields at all, 2^30 spreads.
+    let unknown = query.replacen("{ __typename }", "{ ...Missing }", 1);
+    refused(&h, &unknown, "once its fragments are expanded").await;
+    // A cycle that doubles at each step, walked 2^32 times by a recursion check without memo.
+    refused(
+        &h,
+        "{ ...A } fragment A on Query { ...B ...B } fragment B on Query { ...A ...A }",
+        "spreads itself",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn documents_of_too_many_tokens_are_refused_before_they_are_parsed() {
+    let h = Harness::new();
+    // 1 MB of names: seconds of parsing if it were parsed.
+    let query = format!("{{ {}}}", "a ".repeat(500_000));
+    refused(&h, &query, "tokens").await;
+    // A long string literal is one token: the limit is on structure, not on text.
+    let long_title = "t".repeat(60_000);
+    let data = h
+        .ok(&format!(
+            r#"mutation {{ createMovie(movie: {{ title: "{long_title}" }}) {{ uid }} }}"#
+        ))
+        .await;
+    assert!(data["createMovie"]["uid"].is_string(), "{data}");
+}
+
+#[tokio::test]
+async fn long_fragment_chains_and_deep_nesting_are_refused_without_exhausting_the_stack() {
+    let h = Harness::new();
+    let mut chain = String::from("{ ...F0 }");
+    for i in 0..20_000 {
+        chain.push_str(&format!(" fragment F{i} on Query {{ ...F{} }}", i + 1));
+    }
+    chain.push_str(" fragment F20000 on Query { __typename }");
+    let (status, body) = h
+        .post("application/json", json!({ "query": chain }).to_string())
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    // 50,000 nested selection sets or inline fragments: the parser's recursion limit.
+    for (open, close) in [("a{", "}"), ("...on Query{", "}")] {
+        let query = format!(
+            "{{ {}__typename {}}}",
+            open.repeat(50_000),
+            close.repeat(50_000)
+        );
+        let (status, body) = h
+            .post("application/json", json!({ "query": query }).to_string())
+            .await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(error_type(&body), Some("ValidationError"), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn aliases_are_capped() {
+    let h = Harness::new();
+    let aliases = |n: usize| {
+        let fields: Vec<String> = (0..n).map(|i| format!("a{i}: __typename")).collect();
+        format!("{{ ...A }} fragment A on Query {{ {} }}", fields.join(" "))
+    };
+    let data = h.ok(&aliases(MAX_ALIASES)).await;
+    assert_eq!(data["a0"], "Query");
+    refused(&h, &aliases(MAX_ALIASES + 1), "aliases").await;
+}
+
+#[tokio::test]
+async fn mutations_per_request_are_capped_and_none_of_a_refused_request_runs() {
+    let h = Harness::new();
+    let mutations = |n: usize| {
+        let fields: Vec<String> = (0..n)
+            .map(|i| format!(r#"m{i}: createMovie(movie: {{ title: "t{i}" }}) {{ ...Id }}"#))
+            .collect();
+        format!(
+            "mutation {{ ... on Mutation {{ {} }} }} fragment Id on Movie {{ uid }}",
+            fields.join(" ")
+        )
+    };
+    refused(&h, &mutations(MAX_MUTATIONS + 1), "mutations").await;
+    assert_eq!(tasks_created(&h).await, 0, "a resolver ran");
+    let data = h.ok(&mutations(MAX_MUTATIONS)).await;
+    assert!(data["m9"]["uid"].is_string(), "{data}");
+    assert_eq!(tasks_created(&h).await, MAX_MUTATIONS as u64);
+}
+
+#[tokio::test]
+async fn nested_listings_multiply_their_cost() {
+    let h = Harness::new();
+    // Three levels of 100-object pages: up to a million objects read for one request.
+    refused(
+        &h,
+        "{ listBrand(limit: 100) { objects { seasons(limit: 100) { objects { episodes(limit: 100) { objects { uid title } } } } } } }",
+        "complex",
+    )
+    .await;
+    // The same through a variable.
+    let (status, body) = h
+        .post(
+            "application/json",
+            json!({
+                "query": "query ($n: Int) { listBrand(limit: $n) { objects { seasons(limit: $n) { objects { episodes(limit: $n) { objects { uid } } } } } } }",
+                "variables": { "n": 100 },
+            })
+            .to_string(),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    // What clients really ask stays well inside: a full page of tasks with every field, a page
+    // of movies with a few availability windows each.
+    h.ok("{ listSkylarkBackgroundTask(limit: 100) { objects { task_id created_at updated_at status task_type object_uid messages } count next_token } }")
+        .await;
+    h.ok("{ listMovie(limit: 100, ignore_availability: true) { objects { uid title availability(limit: 10) { objects { uid title start end } } } next_token } }")
+        .await;
+}
