@@ -161,7 +161,11 @@ async fn graphiql() -> Html<String> {
 }
 
 fn json(status: StatusCode, body: &Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
+    json_text(status, body.to_string())
+}
+
+fn json_text(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -214,14 +218,30 @@ async fn execute(
     let response = schema.execute(request).await;
     // Errors without a path were raised before execution (parse, validation, limits): the
     // request itself was wrong, so 400. Errors from resolvers come with data: 200.
-    let status = if response.errors.iter().any(|e| e.path.is_empty()) {
+    let mut status = if response.errors.iter().any(|e| e.path.is_empty()) {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
     let mut body = serde_json::to_value(&response).unwrap_or(Value::Null);
     add_error_types(&mut body);
-    let mut response = json(status, &body);
+    bound_errors(&mut body);
+    let mut text = body.to_string();
+    if escaped_len(&text) > MAX_RESPONSE_BYTES {
+        tracing::info!(
+            bytes = text.len(),
+            "response refused: too large for API Gateway"
+        );
+        status = StatusCode::BAD_REQUEST;
+        text = ErrorType::ValidationError
+            .body(&format!(
+                "the answer would be {} bytes, more than API Gateway can return; ask for fewer \
+                 objects (`limit`) or fewer fields",
+                text.len()
+            ))
+            .to_string();
+    }
+    let mut response = json_text(status, text);
     if wants_graphql_response(headers) {
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -229,6 +249,54 @@ async fn execute(
         );
     }
     response
+}
+
+/// Errors shown in one response; the rest are summed up in one more. Every field of a request
+/// within [`crate::graphql::MAX_ALIASES`] can still report its own.
+pub const MAX_ERRORS: usize = 100;
+/// Longest error message shown, in bytes; a longer one (one that quotes a long input) is cut.
+pub const MAX_ERROR_MESSAGE: usize = 1024;
+/// Largest answer sent. A Lambda's synchronous response is at most 6 MB (6,291,456 bytes), the
+/// body included as a JSON string, so quotes and backslashes count twice; what is over is a
+/// 400 that says to ask for less, where API Gateway would otherwise answer 502.
+pub const MAX_RESPONSE_BYTES: usize = 6_000_000;
+
+/// The length of `text` once embedded as a JSON string (it is already JSON, so it holds no raw
+/// control characters; only `"` and `\` grow).
+fn escaped_len(text: &str) -> usize {
+    text.len() + text.bytes().filter(|b| matches!(b, b'"' | b'\\')).count()
+}
+
+/// Caps a response's errors at [`MAX_ERRORS`] and each message at [`MAX_ERROR_MESSAGE`], so no
+/// document of repeated mistakes (100,000 duplicate variables, a long id echoed by ten aliases)
+/// makes a response larger than its request.
+fn bound_errors(body: &mut Value) {
+    let Some(errors) = body.get_mut("errors").and_then(Value::as_array_mut) else {
+        return;
+    };
+    if errors.len() > MAX_ERRORS {
+        let left_out = errors.len() - MAX_ERRORS;
+        let error_type = errors[MAX_ERRORS]["errorType"].clone();
+        errors.truncate(MAX_ERRORS);
+        errors.push(serde_json::json!({
+            "message": format!("{left_out} more errors were left out"),
+            "errorType": error_type,
+            "extensions": { "code": error_type },
+        }));
+    }
+    for error in errors {
+        if let Some(Value::String(message)) = error.get_mut("message")
+            && message.len() > MAX_ERROR_MESSAGE
+        {
+            let mut end = MAX_ERROR_MESSAGE;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            let total = message.len();
+            message.truncate(end);
+            message.push_str(&format!("… ({total} bytes in all)"));
+        }
+    }
 }
 
 /// How a POST body is to be read, from its `Content-Type` (and `Content-Encoding`).
@@ -268,9 +336,11 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, String> {
         }
     };
     for parameter in parts {
-        if let Some(charset) = parameter.strip_prefix("charset=")
-            && charset.trim_matches('"') != "utf-8"
-        {
+        let Some((name, value)) = parameter.split_once('=') else {
+            continue;
+        };
+        let charset = value.trim().trim_matches('"');
+        if name.trim() == "charset" && charset != "utf-8" {
             return Err(format!(
                 "charset {charset} is not accepted: send UTF-8 (or no charset)"
             ));
@@ -362,7 +432,26 @@ async fn graphql_get(
         );
     };
     let operation_name = params.get("operationName").filter(|n| !n.is_empty());
-    if let Ok(document) = async_graphql::parser::parse_query(query) {
+    let mut request = async_graphql::Request::new(query.clone());
+    if let Some(name) = operation_name {
+        request = request.operation_name(name.clone());
+    }
+    if let Some(variables) = params.get("variables").filter(|v| !v.is_empty()) {
+        match serde_json::from_str::<Value>(variables) {
+            Ok(value) => {
+                request = request.variables(async_graphql::Variables::from_json(value));
+            }
+            Err(e) => {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    &format!("`variables` is not JSON: {e}"),
+                );
+            }
+        }
+    }
+    // The document is parsed once, here; the schema takes it from the request. One that does
+    // not parse goes on to the schema, which reports the syntax error.
+    if let Ok(document) = request.parsed_query() {
         let is_mutation = match &document.operations {
             DocumentOperations::Single(op) => op.node.ty == OperationType::Mutation,
             DocumentOperations::Multiple(ops) => match operation_name {
@@ -381,23 +470,6 @@ async fn graphql_get(
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("POST"));
             return response;
-        }
-    }
-    let mut request = async_graphql::Request::new(query.clone());
-    if let Some(name) = operation_name {
-        request = request.operation_name(name.clone());
-    }
-    if let Some(variables) = params.get("variables").filter(|v| !v.is_empty()) {
-        match serde_json::from_str::<Value>(variables) {
-            Ok(value) => {
-                request = request.variables(async_graphql::Variables::from_json(value));
-            }
-            Err(e) => {
-                return refuse(
-                    StatusCode::BAD_REQUEST,
-                    &format!("`variables` is not JSON: {e}"),
-                );
-            }
         }
     }
     execute(&schema, &headers, request).await
