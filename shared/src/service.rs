@@ -97,6 +97,12 @@ pub struct Selector {
 }
 
 impl Selector {
+    /// The identifiers it holds are ones a key can hold ([`check_id`]).
+    fn check(&self) -> Result<()> {
+        check_optional_id("uid", &self.uid)?;
+        check_optional_id("external_id", &self.external_id)
+    }
+
     pub fn uid(uid: &str) -> Self {
         Selector {
             uid: Some(uid.to_owned()),
@@ -133,14 +139,47 @@ pub struct Service {
     deps: Deps,
 }
 
-fn check_len(what: &str, value: &Option<String>, max: usize) -> Result<()> {
-    match value {
-        Some(v) if v.len() > max => Err(ServiceError::Validation(format!(
-            "{what} is {} bytes long; at most {max} are allowed",
-            v.len()
-        ))),
-        _ => Ok(()),
+/// An identifier a client gives (a uid, an external_id, a reference, a filter). It becomes part
+/// of a DynamoDB key, which may be neither empty nor longer than 1,024 bytes; refused here with a
+/// message that says so, rather than by DynamoDB as an internal failure.
+fn check_id(what: &str, value: &str) -> Result<()> {
+    if value.is_empty() {
+        return Err(ServiceError::Validation(format!(
+            "{what} must not be empty"
+        )));
     }
+    check_len(what, value, MAX_ID)
+}
+
+fn check_optional_id(what: &str, value: &Option<String>) -> Result<()> {
+    value.as_deref().map_or(Ok(()), |v| check_id(what, v))
+}
+
+fn check_text(what: &str, value: &Option<String>, max: usize) -> Result<()> {
+    value.as_deref().map_or(Ok(()), |v| check_len(what, v, max))
+}
+
+fn check_len(what: &str, value: &str, max: usize) -> Result<()> {
+    if value.len() > max {
+        return Err(ServiceError::Validation(format!(
+            "{what} is {} bytes long; at most {max} are allowed",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+/// `value` for an error message, cut short when it is long.
+fn quoted(value: &str) -> String {
+    const SHOWN: usize = 64;
+    if value.len() <= SHOWN {
+        return value.to_owned();
+    }
+    let mut end = SHOWN;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &value[..end], value.len())
 }
 
 /// A language tag (BCP 47 shape: a 2–3 letter language, then subtags of 1–8 letters or digits),
@@ -203,15 +242,10 @@ impl Service {
     }
 
     fn validate_input(input: &ObjectInput) -> Result<()> {
-        check_len("external_id", &input.external_id, MAX_ID)?;
-        check_len("slug", &input.slug, MAX_ID)?;
-        check_len("title", &input.title, MAX_TEXT)?;
-        check_len("synopsis", &input.synopsis, MAX_TEXT)?;
-        if input.external_id.as_deref() == Some("") {
-            return Err(ServiceError::Validation(
-                "external_id must not be empty".to_owned(),
-            ));
-        }
+        check_optional_id("external_id", &input.external_id)?;
+        check_text("slug", &input.slug, MAX_ID)?;
+        check_text("title", &input.title, MAX_TEXT)?;
+        check_text("synopsis", &input.synopsis, MAX_TEXT)?;
         let links = input.availability.link.len()
             + input.availability.unlink.len()
             + input
@@ -228,6 +262,7 @@ impl Service {
     }
 
     async fn resolve_availability(&self, reference: &str) -> Result<String> {
+        check_id("an availability reference", reference)?;
         if self
             .deps
             .content
@@ -261,6 +296,7 @@ impl Service {
 
     /// A live object of `object_type` by uid, or by external_id.
     async fn resolve_object(&self, object_type: ObjectType, reference: &str) -> Result<String> {
+        check_id(&format!("a {object_type} reference"), reference)?;
         if let Some(object) = self.deps.content.get_object(reference).await?
             && object.object_type == object_type
             && !object.deleted
@@ -281,6 +317,7 @@ impl Service {
     }
 
     async fn select(&self, object_type: ObjectType, selector: &Selector) -> Result<String> {
+        selector.check()?;
         match (&selector.uid, &selector.external_id) {
             (None, None) => Err(ServiceError::Validation(
                 "give the object's uid or external_id".to_owned(),
@@ -743,22 +780,14 @@ impl Service {
     fn validate_availability(
         input: &AvailabilityInput,
     ) -> Result<(Option<Timestamp>, Option<Timestamp>)> {
-        check_len("external_id", &input.external_id, MAX_ID)?;
-        check_len("slug", &input.slug, MAX_ID)?;
-        check_len("title", &input.title, MAX_TEXT)?;
-        check_len("timezone", &input.timezone, MAX_ID)?;
-        match input.external_id.as_deref() {
-            Some("") => {
-                return Err(ServiceError::Validation(
-                    "external_id must not be empty".to_owned(),
-                ));
-            }
-            Some(ALWAYS) => {
-                return Err(ServiceError::ExternalId(
-                    "external_id `always` belongs to the built-in availability".to_owned(),
-                ));
-            }
-            _ => {}
+        check_optional_id("external_id", &input.external_id)?;
+        check_text("slug", &input.slug, MAX_ID)?;
+        check_text("title", &input.title, MAX_TEXT)?;
+        check_text("timezone", &input.timezone, MAX_ID)?;
+        if input.external_id.as_deref() == Some(ALWAYS) {
+            return Err(ServiceError::ExternalId(
+                "external_id `always` belongs to the built-in availability".to_owned(),
+            ));
         }
         let parse = |what: &str, value: &Option<String>| -> Result<Option<Timestamp>> {
             value
@@ -962,10 +991,7 @@ impl Service {
         }
         let mut unique: Vec<DeleteEntry> = Vec::with_capacity(entries.len());
         for entry in entries {
-            check_len("uid", &Some(entry.uid.clone()), MAX_ID)?;
-            if entry.uid.is_empty() {
-                return Err(ServiceError::Validation("uid must not be empty".to_owned()));
-            }
+            check_id("uid", &entry.uid)?;
             check_language(entry.language.as_deref())?;
             if !unique.contains(&entry) {
                 unique.push(entry);
@@ -989,6 +1015,7 @@ impl Service {
     }
 
     pub async fn get_availability(&self, selector: Selector) -> Result<Availability> {
+        selector.check()?;
         let uid = match (&selector.uid, &selector.external_id) {
             (None, None) => {
                 return Err(ServiceError::Validation(
@@ -1021,7 +1048,7 @@ impl Service {
 
     /// Unknown, malformed and expired ids are all simply "not found".
     pub async fn get_task(&self, task_id: &str) -> Result<Task> {
-        let not_found = || ServiceError::NotFound(format!("task `{task_id}` not found"));
+        let not_found = || ServiceError::NotFound(format!("task `{}` not found", quoted(task_id)));
         let id = TaskId::parse(task_id).ok_or_else(not_found)?;
         self.deps
             .tasks
@@ -1032,6 +1059,7 @@ impl Service {
 
     pub async fn list_tasks(&self, query: TaskListQuery) -> Result<Page<Task>> {
         let limit = page_limit(query.limit)?;
+        check_optional_id("object_uid", &query.object_uid)?;
         let task_type = query
             .task_type
             .as_deref()
@@ -1039,7 +1067,8 @@ impl Service {
                 name.parse::<TaskType>().map_err(|_| {
                     let known: Vec<&str> = TaskType::ALL.iter().map(|t| t.as_str()).collect();
                     ServiceError::Validation(format!(
-                        "task_type `{name}` is not one of {}",
+                        "task_type `{}` is not one of {}",
+                        quoted(name),
                         known.join(", ")
                     ))
                 })

@@ -196,6 +196,10 @@ fn encode_cursor(key: &Item) -> Cursor {
     Cursor::encode(&strings)
 }
 
+/// The longest key value a cursor may carry: DynamoDB's limit for a sort key (a partition key
+/// may have 2,048 bytes; ours are far shorter).
+const MAX_KEY_BYTES: usize = 1024;
+
 /// Decodes a cursor and checks it could only have come from this very query: the expected key
 /// attributes and nothing else, in the expected partition.
 fn decode_cursor(
@@ -207,8 +211,13 @@ fn decode_cursor(
         return Ok(None);
     };
     let strings: BTreeMap<String, String> = cursor.decode()?;
+    // DynamoDB refuses (as a ValidationException, an internal failure to us) a start key with
+    // an empty or over-long key value: a forged token must be refused here instead.
     let valid = strings.len() == key_names.len()
         && key_names.iter().all(|k| strings.contains_key(*k))
+        && strings
+            .values()
+            .all(|v| !v.is_empty() && v.len() <= MAX_KEY_BYTES)
         && strings.get(partition.0).map(String::as_str) == Some(partition.1);
     if !valid {
         return Err(StoreError::InvalidCursor);
@@ -702,10 +711,12 @@ impl ContentStore for DynamoStore {
             let next = Some(Cursor::encode(&BTreeMap::<String, String>::new()));
             return Ok(Page { items, next });
         }
-        let cursor = cursor.filter(|c| {
-            c.decode::<BTreeMap<String, String>>()
-                .is_ok_and(|m| !m.is_empty())
-        });
+        // The empty cursor (the one above) starts the stored listing; any other must be one of
+        // its cursors.
+        let cursor = match cursor {
+            Some(c) if c.decode::<BTreeMap<String, String>>()?.is_empty() => None,
+            other => other,
+        };
         let (stored, next) = self
             .list_by_type::<AvailabilityItem>(AVAILABILITY_TYPE_PK, cursor, want)
             .await?;
