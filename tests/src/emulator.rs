@@ -307,16 +307,17 @@ pub async fn invoke(worker: &Worker, event: SqsEvent) -> SqsBatchResponse {
         .expect("the batch as a whole succeeds")
 }
 
-/// An API Gateway event (JSON) through `lambda_http`'s own adapter on `router`, as the runtime
-/// calls it; returns the API Gateway response as JSON (statusCode, headers, body).
+/// An API Gateway event (JSON) through the API Lambda's handler on `router` (lambda_http's own
+/// adapter inside), as the runtime calls it; returns the API Gateway response as JSON
+/// (statusCode, headers, body).
 pub async fn api_event_on(router: &axum::Router, event: &Value) -> Value {
     let request: LambdaRequest =
         serde_json::from_value(event.clone()).expect("an API Gateway event");
-    let mut adapter = lambda_http::Adapter::from(router.clone());
-    let response =
-        tower::Service::call(&mut adapter, LambdaEvent::new(request, Context::default()))
-            .await
-            .expect("the API handler does not fail");
+    let Ok(response) = api::handle(
+        router.clone(),
+        LambdaEvent::new(request, Context::default()),
+    )
+    .await;
     serde_json::to_value(&response).expect("response JSON")
 }
 
