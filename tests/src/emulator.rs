@@ -307,6 +307,13 @@ pub async fn invoke(worker: &Worker, event: SqsEvent) -> SqsBatchResponse {
         .expect("the batch as a whole succeeds")
 }
 
+/// A sample event of `tests/events/` (`name` without `.json`) as JSON.
+pub fn sample_event(name: &str) -> Value {
+    let path = format!("{}/events/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 /// An API Gateway event (JSON) through the API Lambda's handler on `router` (lambda_http's own
 /// adapter inside), as the runtime calls it; returns the API Gateway response as JSON
 /// (statusCode, headers, body).

@@ -9,17 +9,7 @@ use shared::adapters::SecretToken;
 use shared::app::lambda_api;
 use shared::config::ApiEnv;
 use shared::http::{CorsOrigins, TokenError, TokenSource};
-use tests::emulator::{TEST_TOKEN, World, api_event_on, response_parts};
-
-fn event(name: &str) -> Value {
-    let text = match name {
-        "v2" => include_str!("../events/http-api-v2-seed.json"),
-        "v2-base64" => include_str!("../events/http-api-v2-seed-base64.json"),
-        "v1" => include_str!("../events/rest-v1-seed.json"),
-        other => panic!("no event {other}"),
-    };
-    serde_json::from_str(text).expect("event JSON")
-}
+use tests::emulator::{TEST_TOKEN, World, api_event_on, response_parts, sample_event};
 
 /// Sets (or with `None` removes) a header in an event of either payload version.
 fn set_header(event: &mut Value, name: &str, value: Option<&str>) {
@@ -61,7 +51,11 @@ async fn without_the_right_token_nothing_is_read_or_written() {
     let world = World::new().await;
     let wrong_case = format!("Bearer {}", TEST_TOKEN.to_uppercase());
     let token_only = TEST_TOKEN.to_owned();
-    for base in ["v2", "v2-base64", "v1"] {
+    for base in [
+        "http-api-v2-seed",
+        "http-api-v2-seed-base64",
+        "rest-v1-seed",
+    ] {
         for authorization in [
             None,
             Some("Bearer not-the-token"),
@@ -69,7 +63,7 @@ async fn without_the_right_token_nothing_is_read_or_written() {
             Some(token_only.as_str()),
             Some("Basic c2t5bGFyazp0ZXN0"),
         ] {
-            let mut refused = event(base);
+            let mut refused = sample_event(base);
             set_header(&mut refused, "authorization", authorization);
             let response = world.api_event(&refused).await;
             let (status, body) = response_parts(&response);
@@ -90,7 +84,7 @@ async fn without_the_right_token_nothing_is_read_or_written() {
     // The scheme in any case, or x-api-key: accepted.
     let lower = format!("bearer {TEST_TOKEN}");
     for (header, value) in [("authorization", lower.as_str()), ("x-api-key", TEST_TOKEN)] {
-        let mut accepted = event("v1");
+        let mut accepted = sample_event("rest-v1-seed");
         set_header(&mut accepted, "authorization", None);
         set_header(&mut accepted, header, Some(value));
         let (status, body) = response_parts(&world.api_event(&accepted).await);
@@ -146,9 +140,9 @@ async fn oversized_requests_are_refused_before_any_resolver_runs() {
         ("batch", variables_batch, 400),
         ("5 MB", huge, 413),
     ] {
-        for base in ["v2", "v1"] {
+        for base in ["http-api-v2-seed", "rest-v1-seed"] {
             let (got, body) =
-                response_parts(&world.api_event(&with_body(event(base), &body)).await);
+                response_parts(&world.api_event(&with_body(sample_event(base), &body)).await);
             assert_eq!(got, status, "{name} ({base}): {body}");
             assert_eq!(error_type(&body), Some("ValidationError"), "{name}: {body}");
             assert_eq!(
@@ -169,7 +163,7 @@ async fn a_preflight_is_answered_without_a_token_or_a_store_call() {
             false,
         )
         .await;
-    let mut preflight = event("v2");
+    let mut preflight = sample_event("http-api-v2-seed");
     preflight["requestContext"]["http"]["method"] = json!("OPTIONS");
     preflight["routeKey"] = json!("OPTIONS /graphql");
     preflight.as_object_mut().expect("event").remove("body");
@@ -192,7 +186,7 @@ async fn a_preflight_is_answered_without_a_token_or_a_store_call() {
     assert_eq!(world.counter.take(), Default::default());
 
     // The real request from that origin carries the header as well.
-    let mut request = event("v2");
+    let mut request = sample_event("http-api-v2-seed");
     set_header(&mut request, "origin", Some("https://cms.example.com"));
     let response = api_event_on(&router, &request).await;
     assert_eq!(response["statusCode"], 200, "{response}");

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use serde_json::{Map, Value, json};
-use tests::emulator::World;
+use tests::emulator::{World, sample_event};
 
 /// The AWS operations that change a table or a queue.
 const WRITES: [&str; 7] = [
@@ -59,13 +59,13 @@ fn load() -> Vec<(String, Result<Value, String>)> {
 }
 
 fn base_event(base: &str) -> Result<Value, String> {
-    let text = match base {
-        "http-api-v2" => include_str!("../events/http-api-v2-seed.json"),
-        "http-api-v2-get" => include_str!("../events/http-api-v2-list-tasks-get.json"),
-        "rest-v1" => include_str!("../events/rest-v1-seed.json"),
+    let name = match base {
+        "http-api-v2" => "http-api-v2-seed",
+        "http-api-v2-get" => "http-api-v2-list-tasks-get",
+        "rest-v1" => "rest-v1-seed",
         other => return Err(format!("unknown base `{other}`")),
     };
-    serde_json::from_str(text).map_err(|e| format!("base {base}: {e}"))
+    Ok(sample_event(name))
 }
 
 /// `application/x-www-form-urlencoded` encoding of one key or value.

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use serde_json::Value;
 use shared::domain::{TaskType, Timestamp};
-use tests::emulator::{World, response_parts};
+use tests::emulator::{World, response_parts, sample_event};
 
 const SEED_MESSAGES: [&str; 5] = [
     "Job started",
@@ -17,16 +17,6 @@ const SEED_MESSAGES: [&str; 5] = [
     "Starting availability post-processing",
     "Availability post-processing complete",
 ];
-
-fn event(name: &str) -> Value {
-    let text = match name {
-        "v2" => include_str!("../events/http-api-v2-seed.json"),
-        "v2-base64" => include_str!("../events/http-api-v2-seed-base64.json"),
-        "v1" => include_str!("../events/rest-v1-seed.json"),
-        other => panic!("no event {other}"),
-    };
-    serde_json::from_str(text).expect("event JSON")
-}
 
 fn created(body: &Value) -> (String, String) {
     let movie = &body["data"]["createMovie"];
@@ -64,7 +54,7 @@ async fn seed_flow_through_the_api_and_worker_lambdas() {
     let world = World::new().await;
 
     // The seed mutation as an HTTP API v2 event into the API handler
-    let response = world.api_event(&event("v2")).await;
+    let response = world.api_event(&sample_event("http-api-v2-seed")).await;
     let (status, body) = response_parts(&response);
     assert_eq!(status, 200, "{body}");
     let (uid, task_id) = created(&body);
@@ -128,7 +118,7 @@ async fn seed_flow_through_the_api_and_worker_lambdas() {
 #[tokio::test]
 async fn completed_task_item_carries_a_24_hour_ttl_in_epoch_seconds() {
     let world = World::new().await;
-    let (_, body) = response_parts(&world.api_event(&event("v2")).await);
+    let (_, body) = response_parts(&world.api_event(&sample_event("http-api-v2-seed")).await);
     let (_, task_id) = created(&body);
     assert_eq!(world.run_queue(TaskType::PostCreate).await, 1);
 
@@ -236,7 +226,7 @@ async fn one_failing_record_is_the_only_batch_item_failure_and_the_only_redelive
     let world = World::new().await;
     let mut uids = Vec::new();
     for _ in 0..3 {
-        let (_, body) = response_parts(&world.api_event(&event("v2")).await);
+        let (_, body) = response_parts(&world.api_event(&sample_event("http-api-v2-seed")).await);
         uids.push(created(&body).0);
     }
     // Given one movie whose stored item cannot be read, so its task's work fails
@@ -326,8 +316,12 @@ async fn one_failing_record_is_the_only_batch_item_failure_and_the_only_redelive
 #[tokio::test]
 async fn base64_bodies_and_rest_v1_events_give_the_same_result() {
     let world = World::new().await;
-    for name in ["v2", "v2-base64", "v1"] {
-        let response = world.api_event(&event(name)).await;
+    for name in [
+        "http-api-v2-seed",
+        "http-api-v2-seed-base64",
+        "rest-v1-seed",
+    ] {
+        let response = world.api_event(&sample_event(name)).await;
         let (status, body) = response_parts(&response);
         assert_eq!(status, 200, "{name}: {body}");
         let (uid, task_id) = created(&body);
@@ -394,7 +388,7 @@ async fn relationships_and_delete_work_on_dynamodb() {
 async fn aws_requests_per_seed_create_movie() {
     let world = World::new().await;
     world.counter.take();
-    let (_, body) = response_parts(&world.api_event(&event("v2")).await);
+    let (_, body) = response_parts(&world.api_event(&sample_event("http-api-v2-seed")).await);
     created(&body);
     let api = world.counter.take();
     world.run_queue(TaskType::PostCreate).await;
