@@ -44,10 +44,14 @@ async fn no_token_wrong_token_or_wrong_scheme_is_401_and_changes_nothing() {
     let h = Harness::new();
     let create = query_body(SEED_CREATE_MOVIE);
     let wrong_case_token = format!("Bearer {}", TOKEN.to_uppercase());
+    let lower_scheme = format!("bearer {TOKEN}");
+    let upper_scheme = format!("BEARER {TOKEN}");
     for headers in [
         vec![JSON],
         vec![JSON, ("authorization", "Bearer wrong-token")],
         vec![JSON, ("authorization", wrong_case_token.as_str())],
+        vec![JSON, ("authorization", lower_scheme.as_str())],
+        vec![JSON, ("authorization", upper_scheme.as_str())],
         vec![JSON, ("authorization", TOKEN)],
         vec![JSON, ("authorization", "Basic dGVzdDp0ZXN0")],
         vec![JSON, ("authorization", "Bearer ")],
@@ -76,13 +80,11 @@ async fn no_token_wrong_token_or_wrong_scheme_is_401_and_changes_nothing() {
 }
 
 #[tokio::test]
-async fn the_scheme_is_case_insensitive_and_x_api_key_works() {
+async fn bearer_and_x_api_key_work() {
     let h = Harness::new();
-    let lower = format!("bearer {TOKEN}");
-    let upper = format!("BEARER {TOKEN}");
+    let bearer = format!("Bearer {TOKEN}");
     for headers in [
-        vec![JSON, ("authorization", lower.as_str())],
-        vec![JSON, ("authorization", upper.as_str())],
+        vec![JSON, ("authorization", bearer.as_str())],
         vec![JSON, ("x-api-key", TOKEN)],
     ] {
         let (status, _, body) = h.exchange(post(&headers, query_body(LIST))).await;

@@ -50,6 +50,7 @@ fn error_type(body: &Value) -> Option<&str> {
 async fn without_the_right_token_nothing_is_read_or_written() {
     let world = World::new().await;
     let wrong_case = format!("Bearer {}", TEST_TOKEN.to_uppercase());
+    let scheme_case = format!("bearer {TEST_TOKEN}");
     let token_only = TEST_TOKEN.to_owned();
     for base in [
         "http-api-v2-seed",
@@ -60,6 +61,7 @@ async fn without_the_right_token_nothing_is_read_or_written() {
             None,
             Some("Bearer not-the-token"),
             Some(wrong_case.as_str()),
+            Some(scheme_case.as_str()),
             Some(token_only.as_str()),
             Some("Basic c2t5bGFyazp0ZXN0"),
         ] {
@@ -81,9 +83,12 @@ async fn without_the_right_token_nothing_is_read_or_written() {
             );
         }
     }
-    // The scheme in any case, or x-api-key: accepted.
-    let lower = format!("bearer {TEST_TOKEN}");
-    for (header, value) in [("authorization", lower.as_str()), ("x-api-key", TEST_TOKEN)] {
+    // `Bearer` written so, or x-api-key: accepted.
+    let bearer = format!("Bearer {TEST_TOKEN}");
+    for (header, value) in [
+        ("authorization", bearer.as_str()),
+        ("x-api-key", TEST_TOKEN),
+    ] {
         let mut accepted = sample_event("rest-v1-seed");
         set_header(&mut accepted, "authorization", None);
         set_header(&mut accepted, header, Some(value));

@@ -104,9 +104,15 @@ fn presented(headers: &HeaderMap) -> Result<&[u8], &'static str> {
             Some(at) => (&value[..at], value[at + 1..].trim_ascii()),
             None => (value, &b""[..]),
         };
-        // Auth schemes are case-insensitive (RFC 9110 §11.1); tokens are not.
-        if !scheme.eq_ignore_ascii_case(b"bearer") {
-            return Err("the Authorization header must be `Bearer <token>`");
+        // Written exactly `Bearer`, as Skylark documents it and as issue 7's acceptance asks
+        // (the right token under `bearer` is a 401), though RFC 9110 §11.1 lets schemes be
+        // compared without case: one spelling is one thing to check, and the message says it.
+        if scheme != b"Bearer" {
+            return Err(if scheme.eq_ignore_ascii_case(b"bearer") {
+                "write the scheme `Bearer`, with a capital B and the rest in lower case"
+            } else {
+                "the Authorization header must be `Bearer <token>`"
+            });
         }
         if token.is_empty() {
             return Err("the Authorization header has no token after `Bearer`");
@@ -201,7 +207,7 @@ mod tests {
         let ok = |pairs: &[(&str, &str)]| presented(&headers(pairs)).map(<[u8]>::to_vec);
         assert_eq!(ok(&[("authorization", "Bearer abc")]), Ok(b"abc".to_vec()));
         assert_eq!(
-            ok(&[("authorization", "bEaReR  abc ")]),
+            ok(&[("authorization", "Bearer  abc ")]),
             Ok(b"abc".to_vec())
         );
         assert_eq!(ok(&[("x-api-key", "abc")]), Ok(b"abc".to_vec()));
@@ -214,6 +220,8 @@ mod tests {
             &[][..],
             &[("authorization", "Basic YWxhZGRpbjpvcGVuc2VzYW1l")],
             &[("authorization", "Bearer")],
+            &[("authorization", "bearer abc")],
+            &[("authorization", "BEARER abc")],
             &[("authorization", "Bearer   ")],
             &[("authorization", "abc")],
             &[("authorization", "Bearer a"), ("authorization", "Bearer a")],
