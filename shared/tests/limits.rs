@@ -98,6 +98,12 @@ async fn long_fragment_chains_and_deep_nesting_are_refused_without_exhausting_th
         assert_eq!(status, 400, "{body}");
         assert_eq!(error_type(&body), Some("ValidationError"), "{body}");
     }
+    // 70 levels, under the token limit: past the parser's own recursion limit (64), refused in
+    // the words the other nesting checks use.
+    for (open, close) in [("a{", "}"), ("...on Query{", "}")] {
+        let query = format!("{{ {}__typename {}}}", open.repeat(70), close.repeat(70));
+        refused(&h, &query, "the document is too deep").await;
+    }
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest,
 };
+use async_graphql::parser::Error as ParseError;
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
     SelectionSet,
@@ -91,11 +92,25 @@ impl Extension for DocumentLimits {
         }
         let operation_name = request.operation_name.clone();
         let variables = request.variables.clone();
-        let document = request.parsed_query()?;
+        let document = request.parsed_query().map_err(|error| {
+            // The parser stops at 64 nested selection sets; its words name no limit.
+            if error.message == ParseError::RecursionLimitExceeded.to_string() {
+                refuse(too_deep())
+            } else {
+                error
+            }
+        })?;
         check_document(document, self.introspection).map_err(refuse)?;
         check_variables(document, operation_name.as_deref(), &variables).map_err(refuse)?;
         next.run(ctx, request).await
     }
+}
+
+fn too_deep() -> String {
+    format!(
+        "the document is too deep: more than {MAX_RECURSIVE_DEPTH} levels of selections and \
+         fragments (a query may be at most {MAX_DEPTH} fields deep)"
+    )
 }
 
 /// Tokens of a GraphQL document, up to one more than [`MAX_TOKENS`] (it stops there). Commas,
@@ -222,10 +237,7 @@ impl<'a> Walk<'a> {
     /// spread.
     fn expand(&mut self, set: &'a SelectionSet, nesting: usize) -> Result<Expanded, String> {
         if nesting > MAX_RECURSIVE_DEPTH {
-            return Err(format!(
-                "the document is too deep: more than {MAX_RECURSIVE_DEPTH} levels of selections \
-                 and fragments (a query may be at most {MAX_DEPTH} fields deep)"
-            ));
+            return Err(too_deep());
         }
         let mut total = Expanded::default();
         for item in &set.items {
