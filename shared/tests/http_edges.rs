@@ -202,6 +202,81 @@ async fn cors_answers_preflights_for_configured_origins_only() {
         header(&headers, "access-control-allow-origin"),
         Some("http://localhost:3000")
     );
+
+    // Every answer to a cross-origin request says it varies by Origin, errors included, so a
+    // cache never hands one origin's answer to another.
+    let origin = ("origin", "http://localhost:3000");
+    let auth = ("authorization", bearer.as_str());
+    let with = |method: &str, uri: &str, headers: &[(&str, &str)], body: Body| {
+        let mut request = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(body).expect("request")
+    };
+    for (what, request) in [
+        (
+            "200",
+            with(
+                "POST",
+                "/graphql",
+                &[JSON, origin, auth],
+                query_body(LIST).into(),
+            ),
+        ),
+        (
+            "401",
+            with("POST", "/graphql", &[JSON, origin], query_body(LIST).into()),
+        ),
+        (
+            "404",
+            with("GET", "/nowhere", &[origin, auth], Body::empty()),
+        ),
+        (
+            "405",
+            with("PUT", "/graphql", &[JSON, origin, auth], Body::empty()),
+        ),
+        (
+            "405 on /",
+            with("POST", "/", &[JSON, origin, auth], Body::empty()),
+        ),
+        (
+            "415",
+            with(
+                "POST",
+                "/graphql",
+                &[("content-type", "text/plain"), origin, auth],
+                "{}".into(),
+            ),
+        ),
+        (
+            "413",
+            with(
+                "POST",
+                "/graphql",
+                &[JSON, origin, auth],
+                vec![b' '; 2 << 20].into(),
+            ),
+        ),
+    ] {
+        let (status, headers, body) = call(&router, request).await;
+        assert!(body.is_object(), "{what}: {status} {body}");
+        assert_eq!(
+            header(&headers, "access-control-allow-origin"),
+            Some("http://localhost:3000"),
+            "{what}: {status} {headers:?}"
+        );
+        let vary: Vec<_> = headers
+            .get_all("vary")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        assert!(
+            vary.iter()
+                .any(|v| v.to_ascii_lowercase().contains("origin")),
+            "{what}: {status} vary {vary:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -343,6 +418,15 @@ async fn other_methods_and_paths_get_json_errors() {
         assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
         assert_eq!(error_type(&body), Some("ValidationError"), "{body}");
     }
+    // `/` is GraphiQL's page: GET only, and the 405 says so.
+    let request = Request::post("/")
+        .header("content-type", "application/json")
+        .body(Body::from(query_body(LIST)))
+        .expect("request");
+    let (status, headers, body) = call(&router, request).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    assert_eq!(header(&headers, "allow"), Some("GET"));
+    assert_eq!(error_type(&body), Some("ValidationError"), "{body}");
     let request = Request::get("/nothing/here/at/all")
         .body(Body::empty())
         .expect("request");

@@ -146,7 +146,7 @@ pub fn router(deps: Deps, settings: &ApiSettings) -> Router {
             settings.auth.clone(),
             auth::require_token,
         ))
-        .route("/", get(graphiql))
+        .route("/", get(graphiql).fallback(graphiql_method_not_allowed))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(schema(service, settings.introspection));
@@ -185,6 +185,17 @@ async fn method_not_allowed() -> Response {
     response
         .headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+    response
+}
+
+async fn graphiql_method_not_allowed() -> Response {
+    let mut response = refuse(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("`/` is the GraphiQL page (GET); send GraphQL requests to {GRAPHQL_PATH}"),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET"));
     response
 }
 
