@@ -50,9 +50,10 @@ impl ServiceError {
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::InvalidCursor => {
-                ServiceError::Validation("next_token is not a token this API issued".to_owned())
-            }
+            // A token with this listing's fingerprint that the store cannot read: forged.
+            StoreError::InvalidCursor => ServiceError::Validation(
+                "next_token is not one this listing issued: it marks no place in it".to_owned(),
+            ),
             StoreError::ExternalIdTaken { scope, external_id } => ServiceError::ExternalId(
                 format!("external_id `{external_id}` is already used by another {scope}"),
             ),
@@ -228,8 +229,43 @@ pub fn page_limit(limit: Option<i32>) -> Result<usize> {
     }
 }
 
-fn cursor(next_token: Option<String>) -> Option<Cursor> {
-    next_token.map(Cursor)
+fn invalid_token() -> ServiceError {
+    ServiceError::Validation(
+        "next_token is not one this listing issued (the same query, with the same filters)"
+            .to_owned(),
+    )
+}
+
+/// One listing (a query and the filters that choose what it pages through), whose
+/// `next_token`s are the store's cursors behind the listing's fingerprint: a token given to
+/// another listing is refused, the same way whatever the store, instead of starting this one at
+/// a key of another's (the DynamoDB adapter checks its keys too; the memory one cannot tell).
+struct Listing(String);
+
+impl Listing {
+    fn new(listing: std::fmt::Arguments<'_>) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(listing.to_string().as_bytes());
+        Listing(digest[..6].iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// The store's cursor in a `next_token` this listing issued.
+    fn cursor(&self, next_token: Option<String>) -> Result<Option<Cursor>> {
+        next_token
+            .map(|token| match token.split_once('.') {
+                Some((listing, cursor)) if listing == self.0 => Ok(Cursor(cursor.to_owned())),
+                _ => Err(invalid_token()),
+            })
+            .transpose()
+    }
+
+    /// `page` with its cursor made a `next_token` of this listing.
+    fn page<T>(&self, page: Page<T>) -> Page<T> {
+        Page {
+            next: page.next.map(|c| Cursor(format!("{}.{}", self.0, c.0))),
+            ..page
+        }
+    }
 }
 
 impl Service {
@@ -703,22 +739,27 @@ impl Service {
         let limit = page_limit(limit)?;
         let language = check_language(language)?;
         let now = self.now();
+        let listing = Listing::new(format_args!("objects {object_type:?}"));
         let page = self
-            .fill_page(limit, cursor(next_token), |cursor, want| async move {
-                let page = self
-                    .deps
-                    .content
-                    .list_objects(object_type, cursor.as_ref(), want)
-                    .await?;
-                let visible = page
-                    .items
-                    .into_iter()
-                    .filter(|o| o.is_visible(now, ignore_availability))
-                    .collect();
-                Ok((visible, page.next))
-            })
+            .fill_page(
+                limit,
+                listing.cursor(next_token)?,
+                |cursor, want| async move {
+                    let page = self
+                        .deps
+                        .content
+                        .list_objects(object_type, cursor.as_ref(), want)
+                        .await?;
+                    let visible = page
+                        .items
+                        .into_iter()
+                        .filter(|o| o.is_visible(now, ignore_availability))
+                        .collect();
+                    Ok((visible, page.next))
+                },
+            )
             .await?;
-        Ok((page, language))
+        Ok((listing.page(page), language))
     }
 
     /// Objects on the other side of one relationship, in uid order, filtered like reads.
@@ -733,19 +774,26 @@ impl Service {
     ) -> Result<Page<ContentObject>> {
         let limit = page_limit(limit)?;
         let now = self.now();
-        self.fill_page(limit, cursor(next_token), |cursor, want| async move {
-            let page = self
-                .deps
-                .content
-                .list_edges(uid, Some(relationship), cursor.as_ref(), want)
-                .await?;
-            let uids: Vec<String> = page.items.into_iter().map(|e| e.to).collect();
-            let mut objects = self.deps.content.get_objects(&uids).await?;
-            objects.retain(|o| o.is_visible(now, ignore_availability));
-            objects.sort_by(|a, b| a.uid.cmp(&b.uid));
-            Ok((objects, page.next))
-        })
-        .await
+        let listing = Listing::new(format_args!("edges {uid} {relationship:?}"));
+        let page = self
+            .fill_page(
+                limit,
+                listing.cursor(next_token)?,
+                |cursor, want| async move {
+                    let page = self
+                        .deps
+                        .content
+                        .list_edges(uid, Some(relationship), cursor.as_ref(), want)
+                        .await?;
+                    let uids: Vec<String> = page.items.into_iter().map(|e| e.to).collect();
+                    let mut objects = self.deps.content.get_objects(&uids).await?;
+                    objects.retain(|o| o.is_visible(now, ignore_availability));
+                    objects.sort_by(|a, b| a.uid.cmp(&b.uid));
+                    Ok((objects, page.next))
+                },
+            )
+            .await?;
+        Ok(listing.page(page))
     }
 
     /// An object's availability listing: the windows its tasks copied, with each availability.
@@ -756,8 +804,9 @@ impl Service {
         next_token: Option<String>,
     ) -> Result<Page<Availability>> {
         let limit = page_limit(limit)?;
-        let offset: usize = match next_token {
-            Some(token) => Cursor(token).decode()?,
+        let listing = Listing::new(format_args!("windows {}", object.uid));
+        let offset: usize = match listing.cursor(next_token)? {
+            Some(cursor) => cursor.decode()?,
             None => 0,
         };
         let uids: Vec<String> = object
@@ -770,10 +819,10 @@ impl Service {
         let end = offset + uids.len();
         let mut found = self.deps.content.get_availabilities(&uids).await?;
         found.sort_by_key(|a| uids.iter().position(|u| *u == a.uid));
-        Ok(Page {
+        Ok(listing.page(Page {
             items: found,
             next: (end < object.windows.len()).then(|| Cursor::encode(&end)),
-        })
+        }))
     }
 
     /// Checks an availability input's fields; returns its `start` and `end`, parsed.
@@ -1039,11 +1088,14 @@ impl Service {
         next_token: Option<String>,
     ) -> Result<Page<Availability>> {
         let limit = page_limit(limit)?;
-        Ok(self
+        let listing = Listing::new(format_args!("availability"));
+        let cursor = listing.cursor(next_token)?;
+        let page = self
             .deps
             .content
-            .list_availability(cursor(next_token).as_ref(), limit)
-            .await?)
+            .list_availability(cursor.as_ref(), limit)
+            .await?;
+        Ok(listing.page(page))
     }
 
     /// Unknown, malformed and expired ids are all simply "not found".
@@ -1074,27 +1126,70 @@ impl Service {
                 })
             })
             .transpose()?;
-        Ok(self
+        let listing = Listing::new(format_args!(
+            "tasks {:?} {:?} {task_type:?} {:?}",
+            query.status, query.object_uid, query.order
+        ));
+        let page = self
             .deps
             .tasks
             .list_tasks(
                 &TaskQuery {
                     status: query.status,
+                    cursor: listing.cursor(query.next_token)?,
                     object_uid: query.object_uid,
                     task_type,
                     order: query.order,
                     limit,
-                    cursor: cursor(query.next_token),
                 },
                 self.now(),
             )
-            .await?)
+            .await?;
+        Ok(listing.page(page))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::check_language;
+    use super::{Listing, ServiceError, check_language};
+    use crate::domain::ObjectType;
+    use crate::ports::{Cursor, Order, Page};
+
+    #[test]
+    fn a_next_token_is_taken_only_by_the_listing_that_issued_it() {
+        let tasks = |order: Order| {
+            Listing::new(format_args!(
+                "tasks {:?} {:?} {:?} {order:?}",
+                None::<()>, None::<()>, None::<()>
+            ))
+        };
+        let movies = Listing::new(format_args!("objects {:?}", ObjectType::Movie));
+        // The forged tokens of the corpus (110, 111, 146; 115) carry these fingerprints, so
+        // that they reach the DynamoDB adapter's own checks.
+        assert_eq!(tasks(Order::Desc).0, "ec5a12f50e1c");
+        assert_eq!(movies.0, "e920f9a4947b");
+        let page = tasks(Order::Desc).page(Page {
+            items: Vec::<()>::new(),
+            next: Some(Cursor("abc".to_owned())),
+        });
+        let token = page.next.map(|c| c.0);
+        assert_eq!(
+            tasks(Order::Desc).cursor(token.clone()).ok().flatten(),
+            Some(Cursor("abc".to_owned()))
+        );
+        for other in [tasks(Order::Asc), movies] {
+            assert!(matches!(
+                other.cursor(token.clone()),
+                Err(ServiceError::Validation(_))
+            ));
+        }
+        for forged in ["", "abc", ".abc", "ec5a12f50e1c", "ec5a12f50e1d.abc"] {
+            assert!(
+                tasks(Order::Desc).cursor(Some(forged.to_owned())).is_err(),
+                "{forged}"
+            );
+        }
+    }
 
     #[test]
     fn language_tags_are_checked_and_put_in_canonical_case() {

@@ -308,6 +308,39 @@ async fn next_token_that_we_did_not_issue_is_a_validation_error() {
         .gql(r#"{ listSkylarkBackgroundTask(next_token: "not-a-token") { count } }"#)
         .await;
     assert_eq!(error_type(&body), Some("ValidationError"), "{body}");
+    // A real token, of the unfiltered listing, is refused by the filtered and the ascending ones
+    // (as the DynamoDB adapter does: the same token must mean the same thing whatever the store).
+    for i in 0..3 {
+        h.create_movie(&format!("Movie {i}")).await;
+    }
+    let first = h
+        .ok("{ listSkylarkBackgroundTask(limit: 1) { next_token } }")
+        .await;
+    let token = first["listSkylarkBackgroundTask"]["next_token"]
+        .as_str()
+        .expect("a next page");
+    let next = h
+        .ok(&format!(
+            r#"{{ listSkylarkBackgroundTask(limit: 1, next_token: "{token}") {{ count }} }}"#
+        ))
+        .await;
+    assert_eq!(next["listSkylarkBackgroundTask"]["count"], 1, "{next}");
+    for other in [
+        "status: QUEUED",
+        "order: ASC",
+        r#"task_type: "post_create""#,
+    ] {
+        let body = h
+            .gql(&format!(
+                r#"{{ listSkylarkBackgroundTask({other}, next_token: "{token}") {{ count }} }}"#
+            ))
+            .await;
+        assert_eq!(
+            error_type(&body),
+            Some("ValidationError"),
+            "{other}: {body}"
+        );
+    }
     for limit in [0, 101, -1] {
         let body = h
             .gql(&format!(
