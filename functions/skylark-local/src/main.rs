@@ -16,6 +16,8 @@ use shared::http::{ApiSettings, ApiToken, Auth, CorsOrigins};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+mod serve;
+
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Config {
@@ -23,10 +25,10 @@ struct Config {
     #[arg(long, env = "SKYLARK_LISTEN", default_value = "127.0.0.1:4000")]
     listen: SocketAddr,
     /// Poll loops per task type (each takes batches of up to 10 messages).
-    #[arg(long, env = "SKYLARK_POLLERS_PER_TYPE", default_value_t = 2)]
+    #[arg(long, env = "SKYLARK_POLLERS_PER_TYPE", default_value_t = 2, value_parser = at_least_one)]
     pollers_per_type: usize,
     /// Records of one batch handled at once.
-    #[arg(long, env = "SKYLARK_WORKER_CONCURRENCY", default_value_t = 10)]
+    #[arg(long, env = "SKYLARK_WORKER_CONCURRENCY", default_value_t = 10, value_parser = at_least_one)]
     worker_concurrency: usize,
     /// How long a failed record waits before it is delivered again, in milliseconds.
     #[arg(long, env = "SKYLARK_RETRY_DELAY_MS", default_value_t = 1000)]
@@ -53,9 +55,21 @@ struct Config {
     /// Answer introspection queries (`__schema`, `__type`); GraphiQL needs them.
     #[arg(long, env = "SKYLARK_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set)]
     introspection: bool,
+    /// How long a request may take to arrive (headers and body) and be answered, in
+    /// milliseconds; past it the connection is closed, or the answer is a 408.
+    #[arg(long, env = "SKYLARK_REQUEST_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    request_timeout_ms: u64,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "SKYLARK_LOG_JSON", default_value_t = false)]
     log_json: bool,
+}
+
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 async fn shutdown_signal() {
@@ -165,9 +179,13 @@ async fn main() -> anyhow::Result<()> {
         listener.local_addr()?,
         listener.local_addr()?
     );
-    axum::serve(listener, stack.router(&api))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    serve::serve(
+        listener,
+        stack.router(&api),
+        Duration::from_millis(config.request_timeout_ms),
+        shutdown_signal(),
+    )
+    .await;
 
     info!("stopping: finishing the batches in hand");
     let _ = stop.send(true);

@@ -48,6 +48,10 @@ impl Server {
         }
     }
 
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     pub async fn client(&self) -> HttpClient {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
