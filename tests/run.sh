@@ -6,7 +6,8 @@
 # the SAM CLI; and cargo-deny, from crates.io, into .tools (once, about 4 minutes). It lints
 # infra/template.yaml with cfn-lint (informational checks included) and `sam validate --lint`, and
 # checks the dependency graph with `cargo deny check bans licenses sources` (deny.toml). With AWS_ENDPOINT_URL set (LocalStack, say) the suite runs against that
-# endpoint; without it, this script starts moto on a free loopback port and stops it after.
+# endpoint; without it, this script starts moto (tests/moto_server.py: moto's server with
+# DynamoDB's per-item atomicity) on a free loopback port and stops it after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,7 +74,9 @@ check "cargo deny $CARGO_DENY_VERSION: bans licenses sources" "$deny" deny --log
 
 if [ -z "${AWS_ENDPOINT_URL:-}" ]; then
   port=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >target/moto.log 2>&1 &
+  # moto's server with DynamoDB requests serialized: plain moto lets two conditional writes to
+  # one item both apply (tests/moto_server.py says more).
+  "$VENV/bin/python" tests/moto_server.py -H 127.0.0.1 -p "$port" >target/moto.log 2>&1 &
   moto_pid=$!
   export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
   for _ in $(seq 1 100); do
