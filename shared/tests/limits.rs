@@ -167,3 +167,62 @@ async fn nested_listings_multiply_their_cost() {
     h.ok("{ listMovie(limit: 100, ignore_availability: true) { objects { uid title availability(limit: 10) { objects { uid title start end } } } next_token } }")
         .await;
 }
+
+/// async-graphql's validation skips `__typename` entirely, so a document with a mistake there
+/// ran the mutation beside it. Each of these is refused whole, and nothing is written.
+#[tokio::test]
+async fn mistakes_on_typename_refuse_the_whole_document() {
+    let h = Harness::new();
+    let movie =
+        r#"createMovie(movie: { title: "My movie", availability: { link: ["always"] } }) { uid }"#;
+    for (document, needle) in [
+        (
+            format!("mutation {{ __typename(x: 1) {movie} }}"),
+            "takes no arguments",
+        ),
+        (
+            format!("mutation {{ __typename @nope {movie} }}"),
+            "unknown directive `@nope`",
+        ),
+        (
+            format!("mutation {{ __typename @skip(if: $x) {movie} }}"),
+            "`$x` is used by a directive on `__typename` but not declared",
+        ),
+        (
+            format!(
+                "mutation {{ ...M }} fragment M on Mutation {{ __typename @include(if: $y) {movie} }}"
+            ),
+            "`$y`",
+        ),
+        (
+            format!(r#"mutation {{ {movie} __typename @include(if: "yes") }}"#),
+            "takes one argument, `if`, a Boolean",
+        ),
+        (
+            format!("mutation {{ __typename {{ a }} {movie} }}"),
+            "takes no selection set",
+        ),
+        (
+            "{ __typename @skip(if: false, if: true) }".to_owned(),
+            "takes one argument",
+        ),
+        ("{ __typename @skip }".to_owned(), "takes one argument"),
+        (
+            "{ __typename @skip(if: null) }".to_owned(),
+            "takes one argument",
+        ),
+    ] {
+        refused(&h, &document, needle).await;
+    }
+    assert_eq!(tasks_created(&h).await, 0, "no mutation ran");
+    // Correct uses still work, a declared variable included (async-graphql counts a variable
+    // as used only where it validates, so it must be used on another field too).
+    let body = h
+        .ok("query ($hide: Boolean = true) { a: __typename @skip(if: $hide) b: __typename @include(if: true) listMovie @skip(if: $hide) { count } }")
+        .await;
+    assert_eq!(body["b"], "Query", "{body}");
+    assert!(
+        body.get("a").is_none() && body.get("listMovie").is_none(),
+        "{body}"
+    );
+}

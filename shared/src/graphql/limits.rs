@@ -8,7 +8,7 @@
 //! document parsed here is handed on, so it is parsed once. Validation and execution then apply
 //! [`MAX_DEPTH`] and [`MAX_COMPLEXITY`] (the cost of listings) as async-graphql's own limits.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_graphql::extensions::{
@@ -16,10 +16,11 @@ use async_graphql::extensions::{
 };
 use async_graphql::parser::Error as ParseError;
 use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
+    DocumentOperations, ExecutableDocument, Field, OperationDefinition, OperationType, Selection,
     SelectionSet,
 };
 use async_graphql::{Name, Positioned, Request, ServerError, ServerResult, Value, Variables};
+use async_graphql_value::Value as InputValue;
 
 /// Deepest selection a request may make, fragments expanded; the seed documents need 3.
 pub const MAX_DEPTH: usize = 12;
@@ -49,6 +50,10 @@ pub const MAX_MUTATIONS: usize = 10;
 pub const MAX_DIRECTIVES: usize = 2;
 /// Most variables one operation may declare.
 pub const MAX_VARIABLES: usize = 100;
+/// Longest name (of a field, argument, fragment, variable, directive) a document may hold: one
+/// token however long, but async-graphql's "did you mean" suggestions for an unknown name cost
+/// its length times every known name's (a 1 MiB name: 0.4 s of CPU in a release build).
+pub const MAX_NAME_BYTES: usize = 256;
 /// Nesting of selection sets and fragments, counted together (async-graphql's recursion limit).
 pub const MAX_RECURSIVE_DEPTH: usize = 32;
 
@@ -84,7 +89,7 @@ impl Extension for DocumentLimits {
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
         let refuse = |message: String| ServerError::new(message, None);
-        let tokens = count_tokens(&request.query);
+        let tokens = count_tokens(&request.query).map_err(refuse)?;
         if tokens > MAX_TOKENS {
             return Err(refuse(format!(
                 "the document holds {tokens} tokens or more; at most {MAX_TOKENS} are taken"
@@ -101,7 +106,9 @@ impl Extension for DocumentLimits {
             }
         })?;
         check_document(document, self.introspection).map_err(refuse)?;
-        check_variables(document, operation_name.as_deref(), &variables).map_err(refuse)?;
+        let defaults =
+            check_variables(document, operation_name.as_deref(), &variables).map_err(refuse)?;
+        request.variables.extend(defaults);
         next.run(ctx, request).await
     }
 }
@@ -114,8 +121,9 @@ fn too_deep() -> String {
 }
 
 /// Tokens of a GraphQL document, up to one more than [`MAX_TOKENS`] (it stops there). Commas,
-/// white space and comments are not tokens; a string or block string is one.
-fn count_tokens(document: &str) -> usize {
+/// white space and comments are not tokens; a string or block string is one. A name longer than
+/// [`MAX_NAME_BYTES`] is refused here.
+fn count_tokens(document: &str) -> Result<usize, String> {
     let bytes = document.as_bytes();
     let mut i = 0;
     let mut tokens = 0;
@@ -150,10 +158,17 @@ fn count_tokens(document: &str) -> usize {
                 tokens += 1;
             }
             b'_' | b'a'..=b'z' | b'A'..=b'Z' => {
+                let start = i;
                 while i < bytes.len()
                     && matches!(bytes[i], b'_' | b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9')
                 {
                     i += 1;
+                }
+                if i - start > MAX_NAME_BYTES {
+                    return Err(format!(
+                        "a name of {} bytes; names are at most {MAX_NAME_BYTES}",
+                        i - start
+                    ));
                 }
                 tokens += 1;
             }
@@ -182,7 +197,7 @@ fn count_tokens(document: &str) -> usize {
             }
         }
     }
-    tokens
+    Ok(tokens)
 }
 
 /// What a selection set holds once its fragments are expanded.
@@ -245,6 +260,9 @@ impl<'a> Walk<'a> {
                 Selection::Field(field) => {
                     let field = &field.node;
                     check_directives(&field.directives, &format!("field `{}`", field.name.node))?;
+                    if field.name.node == "__typename" {
+                        check_typename(field)?;
+                    }
                     let inner = self.expand(&field.selection_set.node, nesting + 1)?;
                     Expanded {
                         selections: inner.selections,
@@ -372,19 +390,114 @@ fn selected<'a>(
     }
 }
 
-/// A request error, as GraphQL over HTTP counts it, that async-graphql reports only while it
-/// executes (with a field path, so as a 200): a required variable without a value.
+/// async-graphql's validation does not visit `__typename` at all (its arguments, directives or
+/// selection set), so `mutation { __typename(x: 1) createMovie(…) { uid } }` would run the
+/// mutation. The rules it skips, checked here: no arguments, no selection set, and only `@skip`
+/// or `@include`, each with one `if` that is a Boolean or a variable (which
+/// [`check_variables`] finds declared; async-graphql, not seeing the use, calls a variable used
+/// only there unused).
+fn check_typename(field: &Field) -> Result<(), String> {
+    if !field.arguments.is_empty() {
+        return Err("`__typename` takes no arguments".to_owned());
+    }
+    if !field.selection_set.node.items.is_empty() {
+        return Err("`__typename` is a String: it takes no selection set".to_owned());
+    }
+    for directive in &field.directives {
+        let directive = &directive.node;
+        let name = directive.name.node.as_str();
+        if !matches!(name, "skip" | "include") {
+            return Err(format!("unknown directive `@{name}`"));
+        }
+        match directive.arguments.as_slice() {
+            [(argument, value)]
+                if argument.node == "if"
+                    && matches!(value.node, InputValue::Boolean(_) | InputValue::Variable(_)) => {}
+            _ => {
+                return Err(format!(
+                    "`@{name}` takes one argument, `if`, a Boolean (on `__typename`)"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The variables the `__typename` directives of `set` use, its fragments followed once each.
+fn typename_variables<'a>(
+    document: &'a ExecutableDocument,
+    set: &'a SelectionSet,
+    visited: &mut HashSet<&'a str>,
+    used: &mut Vec<&'a Name>,
+) {
+    for item in &set.items {
+        match &item.node {
+            Selection::Field(field) => {
+                let field = &field.node;
+                if field.name.node == "__typename" {
+                    for directive in &field.directives {
+                        for (_, value) in &directive.node.arguments {
+                            if let InputValue::Variable(name) = &value.node {
+                                used.push(name);
+                            }
+                        }
+                    }
+                }
+                typename_variables(document, &field.selection_set.node, visited, used);
+            }
+            Selection::InlineFragment(fragment) => {
+                typename_variables(document, &fragment.node.selection_set.node, visited, used);
+            }
+            Selection::FragmentSpread(spread) => {
+                let name = spread.node.fragment_name.node.as_str();
+                if visited.insert(name)
+                    && let Some(fragment) = document.fragments.get(name)
+                {
+                    typename_variables(document, &fragment.node.selection_set.node, visited, used);
+                }
+            }
+        }
+    }
+}
+
+/// Request errors, as GraphQL over HTTP counts them, that async-graphql reports only while it
+/// executes (with a field path, so as a 200) or not at all: a required variable without a
+/// value, an undeclared one on `__typename`. Returns the default values of the variables not
+/// given, for the request to carry: async-graphql's `@skip` and `@include` read only the
+/// variables given, so `@skip(if: $hide)` with `$hide: Boolean = true` would not skip.
 fn check_variables(
     document: &ExecutableDocument,
     operation_name: Option<&str>,
     variables: &Variables,
-) -> Result<(), String> {
+) -> Result<Vec<(Name, Value)>, String> {
     let Some(operation) = selected(document, operation_name) else {
-        return Ok(());
+        return Ok(Vec::new());
     };
+    let mut used = Vec::new();
+    typename_variables(
+        document,
+        &operation.selection_set.node,
+        &mut HashSet::new(),
+        &mut used,
+    );
+    for name in used {
+        if !operation
+            .variable_definitions
+            .iter()
+            .any(|d| d.node.name.node == *name)
+        {
+            return Err(format!(
+                "the variable `${name}` is used by a directive on `__typename` but not declared"
+            ));
+        }
+    }
+    let mut defaults = Vec::new();
     for definition in &operation.variable_definitions {
         let definition: &Positioned<_> = definition;
         let name: &Name = &definition.node.name.node;
+        if let (None, Some(default)) = (variables.get(name), definition.node.default_value()) {
+            defaults.push((name.clone(), default.clone()));
+        }
         let given = variables.get(name).filter(|v| !matches!(v, Value::Null));
         if !definition.node.var_type.node.nullable
             && definition.node.default_value.is_none()
@@ -396,7 +509,7 @@ fn check_variables(
             ));
         }
     }
-    Ok(())
+    Ok(defaults)
 }
 
 #[cfg(test)]
@@ -405,16 +518,25 @@ mod tests {
 
     #[test]
     fn tokens_are_counted_as_the_lexer_sees_them() {
-        assert_eq!(count_tokens("{ a }"), 3);
-        assert_eq!(count_tokens("{ a(x: 1, y: -2.5e3) }"), 11);
+        assert_eq!(count_tokens("{ a }"), Ok(3));
+        assert_eq!(count_tokens("{ a(x: 1, y: -2.5e3) }"), Ok(11));
         assert_eq!(
             count_tokens(r#"{ a(s: "b c \" d", t: """x "" y \""" z""") }"#),
-            11
+            Ok(11)
         );
-        assert_eq!(count_tokens("# { { {\n{ ...F }"), 4);
-        assert_eq!(count_tokens("{ a(s: \"é ü\") }"), 8);
-        assert_eq!(count_tokens("query ($é: Int) { a }"), 10);
+        assert_eq!(count_tokens("# { { {\n{ ...F }"), Ok(4));
+        assert_eq!(count_tokens("{ a(s: \"é ü\") }"), Ok(8));
+        assert_eq!(count_tokens("query ($é: Int) { a }"), Ok(10));
         // It stops one past the limit, however long the document.
-        assert_eq!(count_tokens(&"a ".repeat(500_000)), super::MAX_TOKENS + 1);
+        assert_eq!(
+            count_tokens(&"a ".repeat(500_000)),
+            Ok(super::MAX_TOKENS + 1)
+        );
+        // Names are short; string literals may be long.
+        let name = "a".repeat(super::MAX_NAME_BYTES);
+        assert_eq!(count_tokens(&format!("{{ {name} }}")), Ok(3));
+        assert!(count_tokens(&format!("{{ {name}b }}")).is_err());
+        let text = "a".repeat(100_000);
+        assert_eq!(count_tokens(&format!("{{ a(s: \"{text}\") }}")), Ok(8));
     }
 }
