@@ -27,6 +27,9 @@ pub fn init(json: bool) {
         .with_target(false);
     // A second init (tests) is harmless: the first subscriber stays.
     let _ = if json {
+        // A panic (the API answers it with a 500, the runtime with an error) is reported as one
+        // JSON line like every other, not as the default hook's plain text.
+        std::panic::set_hook(Box::new(|info| tracing::error!(panic = %info, "panicked")));
         builder.json().flatten_event(true).try_init()
     } else {
         builder.try_init()

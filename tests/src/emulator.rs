@@ -16,7 +16,6 @@ use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterce
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use lambda_http::request::LambdaRequest;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
 use shared::adapters::provision::{create_queues_with, create_tables};
@@ -318,11 +317,9 @@ pub fn sample_event(name: &str) -> Value {
 /// adapter inside), as the runtime calls it; returns the API Gateway response as JSON
 /// (statusCode, headers, body).
 pub async fn api_event_on(router: &axum::Router, event: &Value) -> Value {
-    let request: LambdaRequest =
-        serde_json::from_value(event.clone()).expect("an API Gateway event");
     let Ok(response) = api::handle(
         router.clone(),
-        LambdaEvent::new(request, Context::default()),
+        LambdaEvent::new(event.clone(), Context::default()),
     )
     .await;
     serde_json::to_value(&response).expect("response JSON")

@@ -3,17 +3,19 @@
 //! lambda_http turns the event into an `http::Request` with `expect`s: an `isBase64Encoded` body
 //! that is not base64 or a raw query string with characters a URI may not hold (a space, raw
 //! UTF-8: aws-lambda-rust-runtime#461, #489, #515) panic, and the runtime answers the invocation
-//! with an error, which API Gateway turns into a 502. So the event is repaired first where its
-//! meaning is plain (the query string percent-encoded, a base64 body decoded once), refused with
-//! a 400 where it is not, and a panic that still happens — while the event is converted or while
-//! it is handled — becomes a JSON error response instead of a failed invocation.
+//! with an error, which API Gateway turns into a 502. An event whose header is not valid HTTP (a
+//! control character in a value, a space in a name) fails even earlier, as the runtime reads it.
+//! So the event is read here, from JSON; repaired where its meaning is plain (the query string
+//! percent-encoded, a base64 body decoded once, REST's repeated headers kept); refused with a 400
+//! where it is not; and a panic that still happens — while the event is converted or while it
+//! is handled — becomes a JSON error response instead of a failed invocation.
 
 use std::panic::AssertUnwindSafe;
 
 use base64::Engine;
 use futures::FutureExt;
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayV2httpResponse};
-use lambda_http::http::{HeaderMap, HeaderValue, header};
+use lambda_http::http::{HeaderMap, HeaderName, HeaderValue, header};
 use lambda_http::request::{LambdaRequest, RequestOrigin};
 use lambda_http::{Adapter, Body, LambdaEvent, Service};
 use serde::Serialize;
@@ -28,15 +30,31 @@ pub enum ApiResponse<R> {
     V1(ApiGatewayProxyResponse),
 }
 
-/// One invocation: the event through `router`, as `lambda_http::run` would, without its panics.
+/// One invocation: the event (API Gateway's JSON) through `router`, as `lambda_http::run` would,
+/// without its panics.
 pub async fn handle(
     router: axum::Router,
-    event: LambdaEvent<LambdaRequest>,
+    event: LambdaEvent<serde_json::Value>,
 ) -> Result<ApiResponse<impl Serialize>, std::convert::Infallible> {
-    let LambdaEvent {
-        mut payload,
-        context,
-    } = event;
+    let LambdaEvent { payload, context } = event;
+    // Known before the event is read, to answer in its payload version if it cannot be.
+    let origin = if payload.get("version").and_then(|v| v.as_str()) == Some("2.0") {
+        RequestOrigin::ApiGatewayV2
+    } else {
+        RequestOrigin::ApiGatewayV1
+    };
+    let mut payload = match serde_json::from_value::<LambdaRequest>(payload) {
+        Ok(request) => request,
+        Err(error) => {
+            tracing::info!(%error, "request refused: the event is not an API Gateway request");
+            return Ok(error_response(
+                &origin,
+                400,
+                ErrorType::ValidationError,
+                "the request could not be read (a header name or value is not valid HTTP)",
+            ));
+        }
+    };
     let origin = payload.request_origin();
     if let Err(message) = repair(&mut payload) {
         tracing::info!(message, "request refused: the event cannot be read");
@@ -85,7 +103,28 @@ fn repair(event: &mut LambdaRequest) -> Result<(), &'static str> {
             }
             (&mut event.body, &mut event.is_base64_encoded)
         }
-        LambdaRequest::ApiGatewayV1(event) => (&mut event.body, &mut event.is_base64_encoded),
+        LambdaRequest::ApiGatewayV1(event) => {
+            // lambda_http lays `headers` (one value a name, the last) over `multiValueHeaders`,
+            // so two Authorization headers would pass as the second: a repeated name is left
+            // to `multiValueHeaders`, all its values kept.
+            let repeated: Vec<HeaderName> = event
+                .multi_value_headers
+                .keys()
+                .filter(|name| {
+                    event
+                        .multi_value_headers
+                        .get_all(*name)
+                        .iter()
+                        .nth(1)
+                        .is_some()
+                })
+                .cloned()
+                .collect();
+            for name in repeated {
+                event.headers.remove(name);
+            }
+            (&mut event.body, &mut event.is_base64_encoded)
+        }
         // The other sources are not wired to this function; lambda_http handles them as it does.
         _ => return Ok(()),
     };
@@ -162,7 +201,7 @@ mod tests {
     use super::*;
     use lambda_http::Context;
 
-    fn event(file: &str) -> LambdaEvent<LambdaRequest> {
+    fn event(file: &str) -> LambdaEvent<serde_json::Value> {
         let path = format!("{}/../../tests/events/{file}", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(&path).expect("a sample event");
         LambdaEvent::new(
@@ -171,7 +210,10 @@ mod tests {
         )
     }
 
-    async fn answer(router: axum::Router, event: LambdaEvent<LambdaRequest>) -> serde_json::Value {
+    async fn answer(
+        router: axum::Router,
+        event: LambdaEvent<serde_json::Value>,
+    ) -> serde_json::Value {
         let Ok(response) = handle(router, event).await;
         serde_json::to_value(&response).expect("JSON")
     }
@@ -203,6 +245,47 @@ mod tests {
                 .is_some_and(|b| b.contains("createMovie")),
             "{response}"
         );
+    }
+
+    #[tokio::test]
+    async fn an_event_with_a_header_that_is_not_http_is_a_json_400() {
+        let router = axum::Router::new().fallback(|| async { "reached" });
+        for (file, headers) in [
+            ("http-api-v2-seed.json", "headers"),
+            ("rest-v1-seed.json", "headers"),
+            ("rest-v1-seed.json", "multiValueHeaders"),
+        ] {
+            for (name, value) in [("x-foo", "a\u{1}b"), ("x foo", "a"), ("x-é", "a")] {
+                let mut event = event(file);
+                event.payload[headers][name] = if headers == "multiValueHeaders" {
+                    serde_json::json!([value])
+                } else {
+                    serde_json::json!(value)
+                };
+                let response = answer(router.clone(), event).await;
+                assert_eq!(response["statusCode"], 400, "{file} {name:?}: {response}");
+                let body: serde_json::Value =
+                    serde_json::from_str(response["body"].as_str().expect("a body")).expect("JSON");
+                assert_eq!(body["errors"][0]["errorType"], "ValidationError", "{body}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn repeated_rest_headers_reach_the_router_all_of_them() {
+        let router = axum::Router::new().fallback(|headers: HeaderMap| async move {
+            headers
+                .get_all(header::AUTHORIZATION)
+                .iter()
+                .count()
+                .to_string()
+        });
+        let mut event = event("rest-v1-seed.json");
+        event.payload["headers"]["Authorization"] = serde_json::json!("Bearer second");
+        event.payload["multiValueHeaders"]["Authorization"] =
+            serde_json::json!(["Bearer first", "Bearer second"]);
+        let response = answer(router, event).await;
+        assert_eq!(response["body"], "2", "{response}");
     }
 
     #[test]
