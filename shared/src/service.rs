@@ -1041,7 +1041,11 @@ impl Service {
         let mut unique: Vec<DeleteEntry> = Vec::with_capacity(entries.len());
         for entry in entries {
             check_id("uid", &entry.uid)?;
-            check_language(entry.language.as_deref())?;
+            // Canonical case, as every other call stores it: `FR` names the `fr` translation.
+            let entry = DeleteEntry {
+                language: check_language(entry.language.as_deref())?,
+                ..entry
+            };
             if !unique.contains(&entry) {
                 unique.push(entry);
             }

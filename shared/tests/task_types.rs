@@ -436,11 +436,12 @@ async fn batch_delete_removes_objects_and_one_translation() {
         format!(r#"{{ getBrand(uid: "{brand}") {{ movies {{ count objects {{ uid }} }} }} }}"#);
     assert_eq!(h.ok(&brand_movies).await["getBrand"]["movies"]["count"], 3);
 
-    // When a batch deletes three movies, a missing uid and the French translation
+    // When a batch deletes three movies, a missing uid and the French translation, named twice
+    // in different case (one translation, as everywhere else)
     let missing = "01MISSINGMISSINGMISSING000";
     let data = h
         .ok(&format!(
-            r#"mutation {{ batchDeleteObjects(objects: [{{ uid: "{}" }}, {{ uid: "{}" }}, {{ uid: "{}" }}, {{ uid: "{missing}" }}, {{ uid: "{episode}", language: "fr" }}]) {{ uid language task_id }} }}"#,
+            r#"mutation {{ batchDeleteObjects(objects: [{{ uid: "{}" }}, {{ uid: "{}" }}, {{ uid: "{}" }}, {{ uid: "{missing}" }}, {{ uid: "{episode}", language: "FR" }}, {{ uid: "{episode}", language: "fr" }}]) {{ uid language task_id }} }}"#,
             movies[0], movies[1], movies[2]
         ))
         .await;
