@@ -56,6 +56,12 @@ pub const MAX_VARIABLES: usize = 100;
 pub const MAX_NAME_BYTES: usize = 256;
 /// Nesting of selection sets and fragments, counted together (async-graphql's recursion limit).
 pub const MAX_RECURSIVE_DEPTH: usize = 32;
+/// Deepest the brackets `{`, `[` and `(` of a document may nest, counted in its text before it is
+/// parsed. async-graphql's parser limits only selection sets: a list or object value (an
+/// argument, a directive's, a variable's default) 1,500 deep overflowed a Tokio worker's 2 MiB
+/// stack in a release build, which aborts the whole process. The deepest selection allowed
+/// ([`MAX_RECURSIVE_DEPTH`]) with values a few levels deep in it stays well inside.
+pub const MAX_NESTING: usize = 64;
 
 /// The cost of a listing field for [`MAX_COMPLEXITY`]: its page size times its items' cost.
 pub fn listing_cost(limit: Option<i32>, per_item: usize) -> usize {
@@ -122,11 +128,12 @@ fn too_deep() -> String {
 
 /// Tokens of a GraphQL document, up to one more than [`MAX_TOKENS`] (it stops there). Commas,
 /// white space and comments are not tokens; a string or block string is one. A name longer than
-/// [`MAX_NAME_BYTES`] is refused here.
+/// [`MAX_NAME_BYTES`], or brackets nested deeper than [`MAX_NESTING`], are refused here.
 fn count_tokens(document: &str) -> Result<usize, String> {
     let bytes = document.as_bytes();
     let mut i = 0;
     let mut tokens = 0;
+    let mut nesting = 0usize;
     while i < bytes.len() && tokens <= MAX_TOKENS {
         let byte = bytes[i];
         match byte {
@@ -184,6 +191,22 @@ fn count_tokens(document: &str) -> Result<usize, String> {
             }
             b'.' if bytes[i..].starts_with(b"...") => {
                 i += 3;
+                tokens += 1;
+            }
+            b'{' | b'[' | b'(' => {
+                nesting += 1;
+                if nesting > MAX_NESTING {
+                    return Err(format!(
+                        "the document is too deep: brackets (`{{`, `[`, `(`) nested more than \
+                         {MAX_NESTING} levels"
+                    ));
+                }
+                i += 1;
+                tokens += 1;
+            }
+            b'}' | b']' | b')' => {
+                nesting = nesting.saturating_sub(1);
+                i += 1;
                 tokens += 1;
             }
             _ => {
@@ -538,5 +561,23 @@ mod tests {
         assert!(count_tokens(&format!("{{ {name}b }}")).is_err());
         let text = "a".repeat(100_000);
         assert_eq!(count_tokens(&format!("{{ a(s: \"{text}\") }}")), Ok(8));
+    }
+
+    #[test]
+    fn brackets_may_nest_64_deep_outside_strings() {
+        let nested = |open: &str, close: &str, n: usize| {
+            format!("{{ a(v: {}{}) }}", open.repeat(n), close.repeat(n))
+        };
+        // `{` and `(` around the value take two levels.
+        let most = super::MAX_NESTING - 2;
+        assert!(count_tokens(&nested("[", "]", most)).is_ok());
+        for (open, close) in [("[", "]"), ("{a:", "}"), ("[{a:", "}]")] {
+            let error = count_tokens(&nested(open, close, most + 1)).expect_err(open);
+            assert!(error.contains("nested more than 64"), "{error}");
+        }
+        // Closed brackets free their level; brackets in strings and comments are text.
+        assert!(count_tokens(&"{ a }".repeat(1_000)).is_ok());
+        assert!(count_tokens(&format!("{{ a(s: \"{}\") }}", "[".repeat(1_000))).is_ok());
+        assert!(count_tokens(&format!("# {}\n{{ a }}", "{".repeat(1_000))).is_ok());
     }
 }
