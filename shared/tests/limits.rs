@@ -208,6 +208,20 @@ async fn mistakes_on_typename_refuse_the_whole_document() {
         ),
         ("{ __typename @skip }".to_owned(), "takes one argument"),
         (
+            format!("mutation {{ __typename @skip(if: false) @skip(if: false) {movie} }}"),
+            "has `@skip` twice",
+        ),
+        (
+            format!(
+                r#"mutation ($s: String = "x") {{ __typename @skip(if: $s) createMovie(movie: {{ title: $s }}) {{ uid }} }}"#
+            ),
+            "`$s` is a String, but `@skip` and `@include` on `__typename` take a Boolean",
+        ),
+        (
+            r#"mutation ($b: Boolean) { __typename @skip(if: $b) createMovie(movie: { title: "x" }) @skip(if: $b) { uid } }"#.to_owned(),
+            "must be true or false",
+        ),
+        (
             "{ __typename @skip(if: null) }".to_owned(),
             "takes one argument",
         ),

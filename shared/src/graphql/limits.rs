@@ -16,8 +16,8 @@ use async_graphql::extensions::{
 };
 use async_graphql::parser::Error as ParseError;
 use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, Field, OperationDefinition, OperationType, Selection,
-    SelectionSet,
+    BaseType, Directive, DocumentOperations, ExecutableDocument, Field, OperationDefinition,
+    OperationType, Selection, SelectionSet,
 };
 use async_graphql::{Name, Positioned, Request, ServerError, ServerResult, Value, Variables};
 use async_graphql_value::Value as InputValue;
@@ -112,6 +112,8 @@ impl Extension for DocumentLimits {
             }
         })?;
         check_document(document, self.introspection).map_err(refuse)?;
+        check_typename_variables(document, operation_name.as_deref(), &variables)
+            .map_err(refuse)?;
         let defaults =
             check_variables(document, operation_name.as_deref(), &variables).map_err(refuse)?;
         request.variables.extend(defaults);
@@ -258,11 +260,20 @@ struct Walk<'a> {
     memo: HashMap<&'a str, Memo>,
 }
 
-fn check_directives<T>(directives: &[T], location: &str) -> Result<(), String> {
+fn check_directives(directives: &[Positioned<Directive>], location: &str) -> Result<(), String> {
     if directives.len() > MAX_DIRECTIVES {
         return Err(format!(
             "{location} has {} directives; at most {MAX_DIRECTIVES} are taken (@skip and @include, once each)",
             directives.len()
+        ));
+    }
+    // async-graphql refuses a repeated directive on the fields it validates, not on `__typename`.
+    if let [first, second] = directives
+        && first.node.name.node == second.node.name.node
+    {
+        return Err(format!(
+            "{location} has `@{}` twice; a directive may appear once",
+            first.node.name.node
         ));
     }
     Ok(())
@@ -417,8 +428,8 @@ fn selected<'a>(
 /// selection set), so `mutation { __typename(x: 1) createMovie(…) { uid } }` would run the
 /// mutation. The rules it skips, checked here: no arguments, no selection set, and only `@skip`
 /// or `@include`, each with one `if` that is a Boolean or a variable (which
-/// [`check_variables`] finds declared; async-graphql, not seeing the use, calls a variable used
-/// only there unused).
+/// [`check_typename_variables`] finds declared a Boolean; async-graphql, not seeing the use,
+/// calls a variable used only there unused).
 fn check_typename(field: &Field) -> Result<(), String> {
     if !field.arguments.is_empty() {
         return Err("`__typename` takes no arguments".to_owned());
@@ -483,11 +494,66 @@ fn typename_variables<'a>(
     }
 }
 
+/// The variables of the directives on `__typename`, which async-graphql checks neither for a
+/// declaration nor for a value: in every operation, declared and of type `Boolean` (a document
+/// is valid whole or not at all, whichever operation runs), and in the one that runs, true or
+/// false once defaults apply. Run after [`check_document`], which bounds the walk: each
+/// operation's fragments are followed once, and all of them together make at most
+/// [`MAX_SELECTIONS`].
+fn check_typename_variables(
+    document: &ExecutableDocument,
+    operation_name: Option<&str>,
+    variables: &Variables,
+) -> Result<(), String> {
+    let runs = selected(document, operation_name);
+    for (_, operation) in document.operations.iter() {
+        let operation = &operation.node;
+        let mut used = Vec::new();
+        typename_variables(
+            document,
+            &operation.selection_set.node,
+            &mut HashSet::new(),
+            &mut used,
+        );
+        for name in used {
+            let Some(definition) = operation
+                .variable_definitions
+                .iter()
+                .find(|d| d.node.name.node == *name)
+            else {
+                return Err(format!(
+                    "the variable `${name}` is used by a directive on `__typename` but not declared"
+                ));
+            };
+            let declared = &definition.node.var_type.node;
+            if !matches!(&declared.base, BaseType::Named(ty) if ty == "Boolean") {
+                return Err(format!(
+                    "the variable `${name}` is a {declared}, but `@skip` and `@include` on \
+                     `__typename` take a Boolean"
+                ));
+            }
+            if runs.is_some_and(|runs| std::ptr::eq(runs, operation)) {
+                let value = variables
+                    .get(name)
+                    .or_else(|| definition.node.default_value());
+                if !matches!(value, Some(Value::Boolean(_))) {
+                    return Err(format!(
+                        "the variable `${name}` must be true or false for `@skip` or `@include` \
+                         on `__typename`, not {}",
+                        value.map_or_else(|| "missing".to_owned(), Value::to_string)
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Request errors, as GraphQL over HTTP counts them, that async-graphql reports only while it
-/// executes (with a field path, so as a 200) or not at all: a required variable without a
-/// value, an undeclared one on `__typename`. Returns the default values of the variables not
-/// given, for the request to carry: async-graphql's `@skip` and `@include` read only the
-/// variables given, so `@skip(if: $hide)` with `$hide: Boolean = true` would not skip.
+/// executes (with a field path, so as a 200): a required variable without a value. Returns the
+/// default values of the variables not given, for the request to carry: async-graphql's `@skip`
+/// and `@include` read only the variables given, so `@skip(if: $hide)` with
+/// `$hide: Boolean = true` would not skip.
 fn check_variables(
     document: &ExecutableDocument,
     operation_name: Option<&str>,
@@ -496,24 +562,6 @@ fn check_variables(
     let Some(operation) = selected(document, operation_name) else {
         return Ok(Vec::new());
     };
-    let mut used = Vec::new();
-    typename_variables(
-        document,
-        &operation.selection_set.node,
-        &mut HashSet::new(),
-        &mut used,
-    );
-    for name in used {
-        if !operation
-            .variable_definitions
-            .iter()
-            .any(|d| d.node.name.node == *name)
-        {
-            return Err(format!(
-                "the variable `${name}` is used by a directive on `__typename` but not declared"
-            ));
-        }
-    }
     let mut defaults = Vec::new();
     for definition in &operation.variable_definitions {
         let definition: &Positioned<_> = definition;
