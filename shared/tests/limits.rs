@@ -212,9 +212,7 @@ async fn mistakes_on_typename_refuse_the_whole_document() {
             "has `@skip` twice",
         ),
         (
-            format!(
-                r#"mutation ($s: String = "x") {{ __typename @skip(if: $s) createMovie(movie: {{ title: $s }}) {{ uid }} }}"#
-            ),
+            r#"mutation ($s: String = "x") { __typename @skip(if: $s) createMovie(movie: { title: $s }) { uid } }"#.to_owned(),
             "`$s` is a String, but `@skip` and `@include` on `__typename` take a Boolean",
         ),
         (
@@ -239,4 +237,76 @@ async fn mistakes_on_typename_refuse_the_whole_document() {
         body.get("a").is_none() && body.get("listMovie").is_none(),
         "{body}"
     );
+}
+
+fn aliased_titles(n: usize) -> String {
+    (0..n).map(|i| format!("a{i}: title ")).collect()
+}
+
+/// The complexity limit counts values, not bytes: 99 aliases of 60 KB titles over ten movies
+/// would be a 60 MB answer. It is refused while it is built, not once it is whole.
+#[tokio::test]
+async fn a_query_whose_answer_outgrows_api_gateway_is_refused_while_it_is_built() {
+    let h = Harness::new();
+    let title = "x".repeat(60_000);
+    let creates: String = (0..MAX_MUTATIONS)
+        .map(|i| format!(r#"m{i}: createMovie(movie: {{ title: "{title}" }}) {{ uid }} "#))
+        .collect();
+    h.ok(&format!("mutation {{ {creates} }}")).await;
+    let query = format!(
+        "{{ listMovie(ignore_availability: true, limit: 100) {{ objects {{ {} }} }} }}",
+        aliased_titles(99)
+    );
+    refused(
+        &h,
+        &query,
+        &format!(
+            "the answer would be more than {} bytes",
+            shared::graphql::MAX_DATA_BYTES
+        ),
+    )
+    .await;
+    // A page that fits is answered whole.
+    let fits = format!(
+        "{{ listMovie(ignore_availability: true, limit: 100) {{ objects {{ {} }} }} }}",
+        aliased_titles(9)
+    );
+    let data = h.ok(&fits).await;
+    assert_eq!(
+        data["listMovie"]["objects"][9]["a8"].as_str(),
+        Some(&*title)
+    );
+}
+
+/// A mutation has written before its answer is built: an answer too large keeps the uid and the
+/// task id, with the fields past the limit null and one error that says so.
+#[tokio::test]
+async fn a_mutation_whose_answer_outgrows_api_gateway_keeps_its_task_id() {
+    let h = Harness::new();
+    let title = "x".repeat(65_000);
+    let query = format!(
+        r#"mutation {{ createMovie(movie: {{ title: "{title}" }}) {{ uid _context {{ task_id }} {} }} }}"#,
+        aliased_titles(95)
+    );
+    let (status, body) = h
+        .post("application/json", json!({ "query": query }).to_string())
+        .await;
+    assert_eq!(status, 200, "{}", &body.to_string()[..500]);
+    let movie = &body["data"]["createMovie"];
+    let task_id = movie["_context"]["task_id"].as_str().expect("task id");
+    assert!(movie["uid"].is_string());
+    assert_eq!(movie["a0"].as_str(), Some(&*title));
+    assert!(movie["a94"].is_null());
+    let errors = body["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["path"][0], "createMovie");
+    assert_eq!(errors[0]["errorType"], "ValidationError");
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("the mutations ran")),
+        "{errors:?}"
+    );
+    h.drain().await;
+    assert_eq!(h.task(task_id).await["status"], "COMPLETE");
 }

@@ -1,5 +1,6 @@
 //! The GraphQL schema: Skylark's names (snake_case fields and arguments), AppSync-style errors.
 
+mod answer;
 mod content;
 mod errors;
 mod limits;
@@ -9,6 +10,8 @@ use std::sync::Arc;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 
+use answer::AnswerBudget;
+pub use answer::MAX_DATA_BYTES;
 pub use errors::{ErrorType, add_error_types};
 use limits::DocumentLimits;
 pub use limits::{
@@ -49,7 +52,8 @@ pub fn schema(service: Arc<Service>, introspection: bool) -> AppSchema {
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
-        .extension(DocumentLimits { introspection });
+        .extension(DocumentLimits { introspection })
+        .extension(AnswerBudget);
     if introspection {
         builder.finish()
     } else {
