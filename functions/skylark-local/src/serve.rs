@@ -5,10 +5,14 @@
 //! holds that connection (and, by the hundred, the process's file descriptors) forever. Behind
 //! API Gateway the deployed API never sees such a client; the local binary, once it listens
 //! beyond loopback with a token, does. Here every request has `limit` to arrive, headers and
-//! body, and to be answered, as API Gateway gives an integration 30 seconds.
+//! body, and to be answered, as API Gateway gives an integration 30 seconds; and a client that
+//! stops reading its answer is let go once a write has waited `limit` ([`StalledWrites`]), so
+//! two hundred of them cannot hold a gigabyte of answers.
 
 use std::future::Future;
-use std::pin::pin;
+use std::io;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -21,7 +25,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use shared::graphql::ErrorType;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
+use tokio::time::Sleep;
 use tracing::{debug, warn};
 
 /// How long connections in flight may take to finish once the server is told to stop.
@@ -57,7 +63,7 @@ pub async fn serve(
             .timer(TokioTimer::new())
             .header_read_timeout(limit)
             .serve_connection(
-                TokioIo::new(stream),
+                TokioIo::new(StalledWrites::new(stream, limit)),
                 TowerToHyperService::new(router.clone()),
             );
         let connection = graceful.watch(connection);
@@ -98,5 +104,95 @@ async fn answer_within(limit: Duration, request: Request, next: Next) -> Respons
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             response
         }
+    }
+}
+
+/// A connection whose writes give up once they have waited `limit` without progress: hyper has
+/// no write timeout, and an answer the client never reads stays in memory as long as the
+/// connection does. Reads pass through (hyper and [`answer_within`] time them).
+struct StalledWrites<T> {
+    inner: T,
+    limit: Duration,
+    /// Armed when a write first finds the socket full; cleared by any progress.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl<T> StalledWrites<T> {
+    fn new(inner: T, limit: Duration) -> Self {
+        StalledWrites {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    fn progress<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let limit = self.limit;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the client read nothing for {} ms", limit.as_millis()),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for StalledWrites<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for StalledWrites<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.progress(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.progress(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_flush(cx);
+        this.progress(cx, poll)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.progress(cx, poll)
     }
 }

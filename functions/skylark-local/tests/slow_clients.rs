@@ -71,6 +71,63 @@ async fn stalled_clients_are_let_go_at_the_request_timeout() {
     assert!(status.success(), "exit status {status}; logs:\n{logs}");
 }
 
+/// A client that asks for a 5 MB answer and never reads it is let go once a write has waited
+/// the request timeout: its answer does not stay in memory for as long as it keeps the socket.
+#[tokio::test]
+async fn a_client_that_never_reads_its_answer_is_let_go() {
+    let server = Server::start(&["--request-timeout-ms", "500"], &[]);
+    let mut client = server.client().await;
+    let title = "x".repeat(60_000);
+    let creates: String = (0..10)
+        .map(|i| format!(r#"m{i}: createMovie(movie: {{ title: "{title}" }}) {{ uid }} "#))
+        .collect();
+    common::data(&mut client, &format!("mutation {{ {creates} }}")).await;
+    drop(client);
+    // Nine titles of ten movies: 5.4 MB, within the answer's limit, far beyond what the
+    // kernel buffers for a reader with a 4 KB receive buffer.
+    let titles: String = (0..9).map(|i| format!("t{i}: title ")).collect();
+    let body = serde_json::json!({ "query": format!(
+        "{{ listMovie(ignore_availability: true, limit: 10) {{ objects {{ {titles} }} }} }}"
+    ) })
+    .to_string();
+    let request = format!(
+        "POST /graphql HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("buffer");
+    let stream = socket.connect(server.addr()).await.expect("connect");
+    let mut stream = stream.into_std().expect("std");
+    stream.set_nonblocking(false).expect("blocking");
+    stream.write_all(request.as_bytes()).expect("send");
+    // Reads nothing for six times the limit, then everything the server still sends.
+    std::thread::sleep(Duration::from_secs(3));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer[..answer.len().min(300)]).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let length: usize = text
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("content-length");
+    assert!(length > 5_000_000, "the answer is {length} bytes");
+    assert!(
+        answer.len() < length,
+        "the whole answer ({length} bytes) waited for a client that did not read"
+    );
+    // The server goes on answering others.
+    let mut client = server.client().await;
+    common::data(&mut client, "{ listSkylarkBackgroundTask { count } }").await;
+    drop(client);
+    let (status, logs) = server.stop();
+    assert!(status.success(), "exit status {status}; logs:\n{logs}");
+}
+
 #[test]
 fn zero_pollers_or_zero_concurrency_is_refused_at_start() {
     for flag in [
