@@ -324,6 +324,19 @@ async fn introspection_can_be_switched_off() {
     // __typename is not introspection: clients (Apollo, urql) add it everywhere.
     let (status, _, body) = call(&off, post(&[JSON], query_body("{ __typename }"))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // Nor do typos map the schema: the suggestions are left out, the mistake still named.
+    for (typo, suggestion) in [
+        ("{ getMovi(uid: \"x\") { uid } }", "getMovie"),
+        ("{ listMovie(limt: 1) { count } }", "limit"),
+    ] {
+        let (_, _, on_body) = call(&on, post(&[JSON], query_body(typo))).await;
+        assert!(on_body.to_string().contains(suggestion), "{on_body}");
+        let (status, _, body) = call(&off, post(&[JSON], query_body(typo))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with("Unknown"), "{body}");
+        assert!(!body.to_string().contains(suggestion), "{body}");
+    }
 }
 
 #[tokio::test]
@@ -337,6 +350,14 @@ async fn content_types_other_than_json_or_graphql_are_415() {
         vec![("content-type", "text/plain")],
         vec![("content-type", "application/json; charset=latin1")],
         vec![JSON, ("content-encoding", "gzip")],
+        vec![JSON, ("content-encoding", "identity, gzip")],
+        // Repeated headers: each one counts, not only the first.
+        vec![
+            JSON,
+            ("content-encoding", "identity"),
+            ("content-encoding", "gzip"),
+        ],
+        vec![JSON, ("content-type", "text/plain")],
     ] {
         let (status, _, response) = call(&router, post(&headers, body.clone())).await;
         assert_eq!(

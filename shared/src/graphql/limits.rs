@@ -12,14 +12,16 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest,
+    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextValidation,
 };
 use async_graphql::parser::Error as ParseError;
 use async_graphql::parser::types::{
     BaseType, Directive, DocumentOperations, ExecutableDocument, Field, OperationDefinition,
     OperationType, Selection, SelectionSet,
 };
-use async_graphql::{Name, Positioned, Request, ServerError, ServerResult, Value, Variables};
+use async_graphql::{
+    Name, Positioned, Request, ServerError, ServerResult, ValidationResult, Value, Variables,
+};
 use async_graphql_value::Value as InputValue;
 
 /// Deepest selection a request may make, fragments expanded; the seed documents need 3.
@@ -118,6 +120,27 @@ impl Extension for DocumentLimits {
             check_variables(document, operation_name.as_deref(), &variables).map_err(refuse)?;
         request.variables.extend(defaults);
         next.run(ctx, request).await
+    }
+
+    /// Without introspection, validation names no field or argument the document did not: its
+    /// "Did you mean" suggestions would map the schema one typo at a time.
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let result = next.run(ctx).await;
+        if self.introspection {
+            return result;
+        }
+        result.map_err(|mut errors| {
+            for error in &mut errors {
+                if let Some(at) = error.message.find(" Did you mean") {
+                    error.message.truncate(at);
+                }
+            }
+            errors
+        })
     }
 }
 

@@ -320,21 +320,29 @@ enum BodyKind {
 
 /// The body's kind, or why it is not accepted (a 415).
 fn body_kind(headers: &HeaderMap) -> Result<BodyKind, String> {
-    if let Some(encoding) = headers.get(header::CONTENT_ENCODING)
-        && !encoding
+    // Every coding of every Content-Encoding header (`gzip, identity` is gzip).
+    for encoding in headers.get_all(header::CONTENT_ENCODING) {
+        if !encoding
             .as_bytes()
-            .trim_ascii()
-            .eq_ignore_ascii_case(b"identity")
-    {
-        return Err(format!(
-            "Content-Encoding {encoding:?} is not accepted: send the body uncompressed"
-        ));
+            .split(|b| *b == b',')
+            .all(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"identity"))
+        {
+            return Err(format!(
+                "Content-Encoding {encoding:?} is not accepted: send the body uncompressed"
+            ));
+        }
     }
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+    let mut types = headers.get_all(header::CONTENT_TYPE).iter();
+    let Some(value) = types.next() else {
         return Err(
             "the request has no Content-Type: send `Content-Type: application/json`".to_owned(),
         );
     };
+    if types.next().is_some() {
+        return Err(
+            "the request has more than one Content-Type: send one, `application/json`".to_owned(),
+        );
+    }
     let text = value.to_str().unwrap_or_default().to_ascii_lowercase();
     let mut parts = text.split(';').map(str::trim);
     let kind = match parts.next().unwrap_or_default() {
