@@ -8,12 +8,10 @@
 //! whole (a 400 that says to ask for less); a mutation, which has written, keeps what it
 //! answered so far (its task ids) beside one error that names the first field left out.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextResolve, ResolveInfo,
-};
+use async_graphql::extensions::{ExtensionContext, NextExecute, NextResolve, ResolveInfo};
 use async_graphql::{
     PathSegment, QueryPathNode, QueryPathSegment, Response, ServerError, ServerResult, Value,
 };
@@ -22,26 +20,19 @@ use async_graphql::{
 /// left for its errors (at most 101, each message cut at 1 KB, with its path).
 pub const MAX_DATA_BYTES: usize = crate::http::MAX_RESPONSE_BYTES - 500_000;
 
-pub(super) struct AnswerBudget;
-
-impl ExtensionFactory for AnswerBudget {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(Budget::default())
-    }
-}
-
-/// One request's count.
+/// One request's count, kept by the request's limits extension ([`super::limits`]): one
+/// extension, so each field passes one link of async-graphql's extension chain, not two.
 #[derive(Default)]
-struct Budget {
+pub(super) struct AnswerBudget {
     used: AtomicUsize,
     mutated: AtomicBool,
     /// The first field answered `null` because the budget was spent.
     first_cut: Mutex<Option<Vec<PathSegment>>>,
 }
 
-#[async_trait::async_trait]
-impl Extension for Budget {
-    async fn execute(
+impl AnswerBudget {
+    /// Runs the operation; what the budget left out decides the answer.
+    pub(super) async fn execute(
         &self,
         ctx: &ExtensionContext<'_>,
         operation_name: Option<&str>,
@@ -77,7 +68,8 @@ impl Extension for Budget {
         }
     }
 
-    async fn resolve(
+    /// Resolves one field or list item, or answers `null` once the budget is spent.
+    pub(super) async fn resolve(
         &self,
         ctx: &ExtensionContext<'_>,
         info: ResolveInfo<'_>,
@@ -94,7 +86,8 @@ impl Extension for Budget {
             return Ok(Some(Value::Null));
         }
         let key = match info.path_node.segment {
-            QueryPathSegment::Name(name) => json_string_cost(name) + 2,
+            // A GraphQL name, which needs no escapes: its quotes, `:` and `,`.
+            QueryPathSegment::Name(name) => name.len() + 6,
             QueryPathSegment::Index(_) => 1,
         };
         let value = next.run(ctx, info).await?;

@@ -11,8 +11,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use super::answer::AnswerBudget;
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextValidation,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest, NextResolve,
+    NextValidation, ResolveInfo,
 };
 use async_graphql::parser::Error as ParseError;
 use async_graphql::parser::types::{
@@ -20,7 +22,8 @@ use async_graphql::parser::types::{
     OperationType, Selection, SelectionSet,
 };
 use async_graphql::{
-    Name, Positioned, Request, ServerError, ServerResult, ValidationResult, Value, Variables,
+    Name, Positioned, Request, Response, ServerError, ServerResult, ValidationResult, Value,
+    Variables,
 };
 use async_graphql_value::Value as InputValue;
 
@@ -82,14 +85,21 @@ pub(super) struct DocumentLimits {
 
 impl ExtensionFactory for DocumentLimits {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(DocumentLimits {
+        Arc::new(RequestLimits {
             introspection: self.introspection,
+            answer: AnswerBudget::default(),
         })
     }
 }
 
+/// The limits of one request: the document's, then its answer's.
+struct RequestLimits {
+    introspection: bool,
+    answer: AnswerBudget,
+}
+
 #[async_trait::async_trait]
-impl Extension for DocumentLimits {
+impl Extension for RequestLimits {
     async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -141,6 +151,24 @@ impl Extension for DocumentLimits {
             }
             errors
         })
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        self.answer.execute(ctx, operation_name, next).await
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        self.answer.resolve(ctx, info, next).await
     }
 }
 

@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 
-use answer::AnswerBudget;
 pub use answer::MAX_DATA_BYTES;
 pub use errors::{ErrorType, add_error_types};
 use limits::DocumentLimits;
@@ -52,8 +51,7 @@ pub fn schema(service: Arc<Service>, introspection: bool) -> AppSchema {
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
-        .extension(DocumentLimits { introspection })
-        .extension(AnswerBudget);
+        .extension(DocumentLimits { introspection });
     if introspection {
         builder.finish()
     } else {
