@@ -6,7 +6,8 @@
 //! recursion and directive checks run inside its parse step and walk every fragment spread
 //! unmemoised, which takes hours on 1 KB of fragments that each spread the next one twice. The
 //! document parsed here is handed on, so it is parsed once. Validation and execution then apply
-//! [`MAX_DEPTH`] and [`MAX_COMPLEXITY`] (the cost of listings) as async-graphql's own limits.
+//! [`MAX_DEPTH`] and [`MAX_COMPLEXITY`] (the cost of listings) as async-graphql's own limits,
+//! and the same extension keeps the answer within its size while it is built ([`super::answer`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
