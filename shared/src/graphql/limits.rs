@@ -108,12 +108,7 @@ impl Extension for RequestLimits {
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
         let refuse = |message: String| ServerError::new(message, None);
-        let tokens = count_tokens(&request.query).map_err(refuse)?;
-        if tokens > MAX_TOKENS {
-            return Err(refuse(format!(
-                "the document holds {tokens} tokens or more; at most {MAX_TOKENS} are taken"
-            )));
-        }
+        check_text(&request.query).map_err(refuse)?;
         let operation_name = request.operation_name.clone();
         let variables = request.variables.clone();
         let document = request.parsed_query().map_err(|error| {
@@ -171,6 +166,20 @@ impl Extension for RequestLimits {
     ) -> ServerResult<Option<Value>> {
         self.answer.resolve(ctx, info, next).await
     }
+}
+
+/// What must hold of a document's text before anything parses it: at most [`MAX_TOKENS`]
+/// tokens, names of at most [`MAX_NAME_BYTES`], brackets nested at most [`MAX_NESTING`] deep.
+/// Whatever parses a document outside the schema's own steps (the GET handler, to refuse a
+/// mutation) calls this first.
+pub fn check_text(document: &str) -> Result<(), String> {
+    let tokens = count_tokens(document)?;
+    if tokens > MAX_TOKENS {
+        return Err(format!(
+            "the document holds {tokens} tokens or more; at most {MAX_TOKENS} are taken"
+        ));
+    }
+    Ok(())
 }
 
 fn too_deep() -> String {

@@ -15,7 +15,7 @@ pub use errors::{ErrorType, add_error_types};
 use limits::DocumentLimits;
 pub use limits::{
     MAX_ALIASES, MAX_COMPLEXITY, MAX_DEPTH, MAX_DIRECTIVES, MAX_MUTATIONS, MAX_RECURSIVE_DEPTH,
-    MAX_SELECTIONS, MAX_TOKENS, MAX_VARIABLES, listing_cost,
+    MAX_SELECTIONS, MAX_TOKENS, MAX_VARIABLES, check_text, listing_cost,
 };
 
 use crate::service::Service;
