@@ -310,3 +310,80 @@ async fn a_mutation_whose_answer_outgrows_api_gateway_keeps_its_task_id() {
     h.drain().await;
     assert_eq!(h.task(task_id).await["status"], "COMPLETE");
 }
+
+/// async-graphql answers `__typename` without resolving it, and counts it 0 in complexity: 100
+/// long aliases of it over 2,000 related movies would be a 54 MB answer from a 27 KB query.
+#[tokio::test]
+async fn aliases_of_typename_count_in_the_answer() {
+    let h = Harness::new();
+    let brand = h
+        .ok(r#"mutation { createBrand(brand: { title: "B", availability: { link: ["always"] } }) { uid } }"#)
+        .await;
+    let brand = brand["createBrand"]["uid"]
+        .as_str()
+        .expect("uid")
+        .to_owned();
+    for batch in 0..10 {
+        let creates: String = (0..MAX_MUTATIONS)
+            .map(|i| {
+                format!(
+                    r#"m{i}: createMovie(movie: {{ title: "m{batch}-{i}", availability: {{ link: ["always"] }}, relationships: {{ brands: {{ link: ["{brand}"] }} }} }}) {{ uid }} "#
+                )
+            })
+            .collect();
+        h.ok(&format!("mutation {{ {creates} }}")).await;
+    }
+    h.drain().await;
+    let typenames: String = (0..MAX_ALIASES)
+        .map(|i| format!("{}{i:03}: __typename ", "t".repeat(250)))
+        .collect();
+    let query = format!(
+        r#"{{ getBrand(uid: "{brand}") {{ movies(limit: 100) {{ objects {{ brands(limit: 1) {{ objects {{ movies(limit: 20) {{ objects {{ {typenames} }} }} }} }} }} }} }} }}"#
+    );
+    refused(
+        &h,
+        &query,
+        &format!(
+            "the answer would be more than {} bytes",
+            shared::graphql::MAX_DATA_BYTES
+        ),
+    )
+    .await;
+    // And a listing that selects nothing but `__typename` still costs one per item.
+    let nested = format!(
+        r#"{{ getBrand(uid: "{brand}") {{ movies(limit: 100) {{ objects {{ brands(limit: 100) {{ objects {{ movies(limit: 100) {{ objects {{ __typename }} }} }} }} }} }} }} }}"#
+    );
+    refused(&h, &nested, "too complex").await;
+}
+
+/// One text can take seven times its length in the answer (a control character is `\u0001`,
+/// escaped again in the Lambda's response): a text that would pass the budget is left out
+/// itself, so the answer stays within what API Gateway returns and the mutation's task id
+/// reaches the client.
+#[tokio::test]
+async fn a_text_that_would_pass_the_budget_is_left_out_itself() {
+    let h = Harness::new();
+    let control = "\\u0001".repeat(65_000);
+    let created = h
+        .ok(&format!(
+            r#"mutation {{ createMovie(movie: {{ title: "t", synopsis: "{control}" }}) {{ uid }} }}"#
+        ))
+        .await;
+    let uid = created["createMovie"]["uid"].as_str().expect("uid");
+    // 13 synopses of 455 KB each: 5.46 MB after 12, the 13th would end at 5.92 MB.
+    let synopses: String = (0..13).map(|i| format!("s{i}: synopsis ")).collect();
+    let query = format!(
+        r#"mutation {{ updateMovie(uid: "{uid}", movie: {{ title: "renamed" }}) {{ _context {{ task_id }} {synopses} }} }}"#
+    );
+    let (status, body) = h
+        .post("application/json", json!({ "query": query }).to_string())
+        .await;
+    assert_eq!(status, 200, "{}", &body.to_string()[..300]);
+    let movie = &body["data"]["updateMovie"];
+    assert!(movie["_context"]["task_id"].is_string(), "no task id");
+    assert!(
+        movie["s11"].is_string() && movie["s12"].is_null(),
+        "s11, s12"
+    );
+    assert_eq!(body["errors"][0]["path"], json!(["updateMovie", "s12"]));
+}

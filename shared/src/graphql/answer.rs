@@ -75,35 +75,63 @@ impl AnswerBudget {
         info: ResolveInfo<'_>,
         next: NextResolve<'_>,
     ) -> ServerResult<Option<Value>> {
-        let root = info.path_node.parent.is_none();
-        if root && info.parent_type == "Mutation" {
-            // A mutation runs whatever its answer: the client asked for the write.
+        let node = info.path_node;
+        // A mutation runs whatever its answer: the client asked for the write.
+        let mutation = node.parent.is_none() && info.parent_type == "Mutation";
+        if mutation {
             self.mutated.store(true, Ordering::Relaxed);
-        } else if self.used.load(Ordering::Relaxed) > MAX_DATA_BYTES {
-            if let Ok(mut cut) = self.first_cut.lock() {
-                cut.get_or_insert_with(|| path(info.path_node));
-            }
-            return Ok(Some(Value::Null));
         }
-        let key = match info.path_node.segment {
+        let key = match node.segment {
             // A GraphQL name, which needs no escapes: its quotes, `:` and `,`.
             QueryPathSegment::Name(name) => name.len() + 6,
             QueryPathSegment::Index(_) => 1,
         };
+        if !mutation && self.used.load(Ordering::Relaxed) > MAX_DATA_BYTES {
+            return Ok(self.cut(node, key));
+        }
+        // The object type whose `__typename` entries this value may hold (the schema has no
+        // interfaces or unions).
+        let type_name = info.return_type.trim_matches(['[', ']', '!']);
         let value = next.run(ctx, info).await?;
-        let cost = key + value.as_ref().map_or(4, own_cost);
+        let cost = key + value.as_ref().map_or(4, |value| own_cost(value, type_name));
+        // A text that would pass the budget is left out itself, so no one value can carry the
+        // answer far past it (64 KiB of control characters take 448 KiB).
+        if !mutation
+            && matches!(value, Some(Value::String(_)))
+            && self.used.load(Ordering::Relaxed) + cost > MAX_DATA_BYTES
+        {
+            return Ok(self.cut(node, key));
+        }
         self.used.fetch_add(cost, Ordering::Relaxed);
         Ok(value)
+    }
+
+    /// Answers `null` for the field at `node`, whose key still takes its place.
+    fn cut(&self, node: &QueryPathNode<'_>, key: usize) -> Option<Value> {
+        self.used.fetch_add(key + 4, Ordering::Relaxed);
+        if let Ok(mut cut) = self.first_cut.lock() {
+            cut.get_or_insert_with(|| path(node));
+        }
+        Some(Value::Null)
     }
 }
 
 /// What `value` itself adds to the response: a scalar all of it, an object or a list only its
-/// brackets, since each of their fields and items is resolved, and counted, on its own.
-fn own_cost(value: &Value) -> usize {
+/// brackets, since each of their fields and items is resolved, and counted, on its own. Except
+/// `__typename`, which async-graphql answers without resolving it: an object of `type_name`
+/// pays for its entries that hold that name.
+fn own_cost(value: &Value, type_name: &str) -> usize {
     match value {
         Value::String(text) => json_string_cost(text),
         Value::Enum(name) => json_string_cost(name),
-        Value::Object(_) | Value::List(_) => 2,
+        Value::Object(entries) => {
+            2 + entries
+                .iter()
+                .filter(|(_, value)| matches!(value, Value::String(s) if s == type_name))
+                .map(|(key, _)| key.len() + 6 + json_string_cost(type_name))
+                .sum::<usize>()
+        }
+        Value::List(_) => 2,
         Value::Binary(bytes) => bytes.len().saturating_mul(4),
         Value::Null => 4,
         Value::Boolean(_) => 5,

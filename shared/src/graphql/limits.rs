@@ -76,7 +76,9 @@ pub fn listing_cost(limit: Option<i32>, per_item: usize) -> usize {
             .unwrap_or(1)
             .clamp(1, crate::service::MAX_LIMIT)
     });
-    page.saturating_mul(per_item).saturating_add(1)
+    // An item costs 1 however little it selects: `{ __typename }`, which async-graphql counts
+    // as 0, is still one object to fetch and answer.
+    page.saturating_mul(per_item.max(1)).saturating_add(1)
 }
 
 /// The extension that applies the checks of this module to every request.

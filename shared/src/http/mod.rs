@@ -238,17 +238,15 @@ async fn execute(
     add_error_types(&mut body);
     bound_errors(&mut body);
     let mut text = body.to_string();
-    if escaped_len(&text) > MAX_RESPONSE_BYTES {
-        tracing::info!(
-            bytes = text.len(),
-            "response refused: too large for API Gateway"
-        );
+    let bytes = escaped_len(&text);
+    if bytes > MAX_RESPONSE_BYTES {
+        tracing::info!(bytes, "response refused: too large for API Gateway");
         status = StatusCode::BAD_REQUEST;
         text = ErrorType::ValidationError
             .body(&format!(
-                "the answer would be {} bytes, more than API Gateway can return; ask for fewer \
-                 objects (`limit`) or fewer fields",
-                text.len()
+                "the answer would be {bytes} bytes as Lambda returns it, more than API Gateway \
+                 can return ({MAX_RESPONSE_BYTES}); ask for fewer objects (`limit`) or fewer \
+                 fields"
             ))
             .to_string();
     }
