@@ -168,7 +168,7 @@ async fn main() -> anyhow::Result<()> {
         &stopped,
     );
 
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let listener = serve::listen(config.listen)?;
     info!(
         "Skylark Tasks ({}) on http://{}/graphql — GraphiQL at http://{}/",
         if config.emulator {

@@ -26,12 +26,33 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use shared::graphql::ErrorType;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::time::Sleep;
 use tracing::{debug, warn};
 
 /// How long connections in flight may take to finish once the server is told to stop.
 const DRAIN: Duration = Duration::from_secs(10);
+
+/// Each connection's kernel send buffer (Linux doubles it). Left to autotuning it grows to
+/// about 4 MB, and Linux wakes a writer only once a third of it has drained: a client reading a
+/// large answer at 64 KB/s showed no progress for 20 s and more, and [`StalledWrites`] took it
+/// for one that had stopped. 256 KiB is a wake-up every 2.7 s at 64 KB/s, and on loopback or a
+/// LAN still hundreds of MB/s.
+const SEND_BUFFER_BYTES: u32 = 256 * 1024;
+
+/// A listener on `addr` whose connections have [`SEND_BUFFER_BYTES`] (accepted sockets inherit
+/// it), with `SO_REUSEADDR` as `TcpListener::bind` sets it.
+pub fn listen(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_send_buffer_size(SEND_BUFFER_BYTES)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets the connections in
 /// flight finish (for at most [`DRAIN`]).
