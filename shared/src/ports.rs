@@ -28,6 +28,9 @@ pub enum StoreError {
     ExternalIdTaken { scope: String, external_id: String },
     #[error("the cursor (next_token) is not one this service issued")]
     InvalidCursor,
+    /// A write that no retry can make: an item past DynamoDB's size limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// The backend failed or throttled; the caller may retry.
     #[error("store unavailable")]
     Unavailable(#[source] BoxError),
@@ -190,8 +193,13 @@ pub struct ContentWrite {
 
 impl ContentWrite {
     pub const MAX_ITEMS: usize = 100;
+    /// Largest object written, as JSON: DynamoDB's items hold 400 KB (409,600 bytes) with their
+    /// attribute names, and the keys and indexes the adapter adds take some of it. JSON is never
+    /// smaller than DynamoDB's count of the same strings, so what passes here fits there.
+    pub const MAX_OBJECT_BYTES: usize = 380_000;
 
-    /// DynamoDB refuses a larger transaction; the in-memory store refuses it the same way.
+    /// DynamoDB refuses a larger transaction, or a larger item; the in-memory store refuses them
+    /// the same way.
     pub fn check_size(&self) -> Result<(), StoreError> {
         let count = self.item_count();
         if count > Self::MAX_ITEMS {
@@ -199,6 +207,20 @@ impl ContentWrite {
                 "a transaction holds at most {} items, not {count}",
                 Self::MAX_ITEMS
             )));
+        }
+        for op in &self.objects {
+            if let ObjectOp::Put { object, .. } = op {
+                let bytes = serde_json::to_vec(object).map_or(0, |json| json.len());
+                if bytes > Self::MAX_OBJECT_BYTES {
+                    return Err(StoreError::TooLarge(format!(
+                        "object `{}` would take {bytes} bytes with its translations; an object \
+                         holds at most {} (DynamoDB's items hold 400 KB): shorten its texts or \
+                         delete a translation",
+                        object.uid,
+                        Self::MAX_OBJECT_BYTES
+                    )));
+                }
+            }
         }
         Ok(())
     }

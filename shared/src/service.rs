@@ -54,6 +54,7 @@ impl From<StoreError> for ServiceError {
             StoreError::InvalidCursor => ServiceError::Validation(
                 "next_token is not one this listing issued: it marks no place in it".to_owned(),
             ),
+            StoreError::TooLarge(message) => ServiceError::Validation(message),
             StoreError::ExternalIdTaken { scope, external_id } => ServiceError::ExternalId(
                 format!("external_id `{external_id}` is already used by another {scope}"),
             ),

@@ -573,3 +573,34 @@ async fn a_request_without_a_query_says_so() {
         "{body}"
     );
 }
+
+/// The in-memory store refuses an object past DynamoDB's item size as DynamoDB does (the
+/// emulator test `a_translation_past_dynamodbs_item_size_is_a_validation_error`).
+#[tokio::test]
+async fn a_translation_past_dynamodbs_item_size_is_a_validation_error() {
+    let h = Harness::new();
+    let text = "x".repeat(65_000);
+    let created = h
+        .ok(&format!(
+            r#"mutation {{ createMovie(movie: {{ title: "{text}", synopsis: "{text}" }}) {{ uid }} }}"#
+        ))
+        .await;
+    let uid = created["createMovie"]["uid"].as_str().expect("uid");
+    let translate = |language: &str| {
+        format!(
+            r#"mutation {{ updateMovie(uid: "{uid}", language: "{language}", movie: {{ title: "{text}", synopsis: "{text}" }}) {{ uid }} }}"#
+        )
+    };
+    h.ok(&translate("fr")).await;
+    let body = h.gql(&translate("de")).await;
+    assert_eq!(error_type(&body), Some("ValidationError"), "{body}");
+    let languages = h
+        .ok(&format!(
+            r#"{{ getMovie(uid: "{uid}", ignore_availability: true) {{ _meta {{ available_languages }} }} }}"#
+        ))
+        .await;
+    assert_eq!(
+        languages["getMovie"]["_meta"]["available_languages"],
+        json!(["en-GB", "fr"])
+    );
+}

@@ -552,3 +552,42 @@ async fn tables_and_queues_are_created_as_the_template_declares() {
         );
     }
 }
+
+/// DynamoDB holds an item of at most 400 KB: a translation that would take an object past it is
+/// a ValidationError that changes nothing, against the emulator as in memory
+/// (`shared/tests/embedded_api.rs`), not an InternalFailure that invites a retry.
+#[tokio::test]
+async fn a_translation_past_dynamodbs_item_size_is_a_validation_error() {
+    let world = World::new().await;
+    let text = "x".repeat(65_000);
+    let (status, body) = world
+        .graphql(&format!(
+            r#"mutation {{ createMovie(movie: {{ title: "{text}", synopsis: "{text}" }}) {{ uid }} }}"#
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let uid = body["data"]["createMovie"]["uid"].as_str().expect("uid");
+    let translate = |language: &str| {
+        format!(
+            r#"mutation {{ updateMovie(uid: "{uid}", language: "{language}", movie: {{ title: "{text}", synopsis: "{text}" }}) {{ uid }} }}"#
+        )
+    };
+    let (status, body) = world.graphql(&translate("fr")).await;
+    assert!(status == 200 && body.get("errors").is_none(), "{body}");
+    // A third translation: 390 KB of texts.
+    let (status, body) = world.graphql(&translate("de")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["errors"][0]["errorType"], "ValidationError", "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("400 KB"), "{message}");
+    let (_, body) = world
+        .graphql(&format!(
+            r#"{{ getMovie(uid: "{uid}", ignore_availability: true) {{ _meta {{ available_languages }} }} }}"#
+        ))
+        .await;
+    assert_eq!(
+        body["data"]["getMovie"]["_meta"]["available_languages"],
+        serde_json::json!(["en-GB", "fr"]),
+        "{body}"
+    );
+}
