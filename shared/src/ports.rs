@@ -193,9 +193,9 @@ pub struct ContentWrite {
 
 impl ContentWrite {
     pub const MAX_ITEMS: usize = 100;
-    /// Largest object written, as JSON: DynamoDB's items hold 400 KB (409,600 bytes) with their
-    /// attribute names, and the keys and indexes the adapter adds take some of it. JSON is never
-    /// smaller than DynamoDB's count of the same strings, so what passes here fits there.
+    /// Largest object written, counted as DynamoDB counts an item ([`item_bytes`]): its items
+    /// hold 400 KB (409,600 bytes), and the keys and index attributes the adapter adds take
+    /// some of it.
     pub const MAX_OBJECT_BYTES: usize = 380_000;
 
     /// DynamoDB refuses a larger transaction, or a larger item; the in-memory store refuses them
@@ -210,7 +210,7 @@ impl ContentWrite {
         }
         for op in &self.objects {
             if let ObjectOp::Put { object, .. } = op {
-                let bytes = serde_json::to_vec(object).map_or(0, |json| json.len());
+                let bytes = serde_json::to_value(object).map_or(0, |value| item_bytes(&value));
                 if bytes > Self::MAX_OBJECT_BYTES {
                     return Err(StoreError::TooLarge(format!(
                         "object `{}` would take {bytes} bytes with its translations; an object \
@@ -232,6 +232,25 @@ impl ContentWrite {
             + self.edges.len()
             + self.availability_links.len()
             + self.new_tasks.len()
+    }
+}
+
+/// The size of `value` as DynamoDB counts an attribute: strings by their UTF-8 bytes (not as
+/// JSON escapes them: a control character is one byte, not six), numbers by their digits,
+/// lists and maps 3 bytes plus 1 per element, map keys by their bytes.
+fn item_bytes(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::Null | Value::Bool(_) => 1,
+        Value::Number(number) => number.to_string().len(),
+        Value::String(text) => text.len(),
+        Value::Array(items) => 3 + items.iter().map(|item| 1 + item_bytes(item)).sum::<usize>(),
+        Value::Object(entries) => {
+            3 + entries
+                .iter()
+                .map(|(key, item)| key.len() + 1 + item_bytes(item))
+                .sum::<usize>()
+        }
     }
 }
 

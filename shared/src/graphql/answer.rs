@@ -3,8 +3,9 @@
 //! built half a gigabyte (1.5 GB of memory) before the HTTP layer refused to send it, and a
 //! mutation whose answer was too large was refused after it had written. Here every resolved
 //! value adds what it will take in the response (as [`crate::http::MAX_RESPONSE_BYTES`] counts
-//! it, quotes and backslashes twice); once [`MAX_DATA_BYTES`] are used, the fields still to
-//! come are not resolved but answered `null`. Then a query, which changed nothing, is refused
+//! it, quotes and backslashes twice, `__typename` included); once [`MAX_DATA_BYTES`] are used,
+//! the fields still to come are not resolved but answered `null`, and so is a text that would
+//! pass it. Then a query, which changed nothing, is refused
 //! whole (a 400 that says to ask for less); a mutation, which has written, keeps what it
 //! answered so far (its task ids) beside one error that names the first field left out.
 

@@ -12,7 +12,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::answer::AnswerBudget;
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest, NextResolve,
     NextValidation, ResolveInfo,
@@ -27,6 +26,8 @@ use async_graphql::{
     Variables,
 };
 use async_graphql_value::Value as InputValue;
+
+use super::answer::AnswerBudget;
 
 /// Deepest selection a request may make, fragments expanded; the seed documents need 3.
 pub const MAX_DEPTH: usize = 12;
