@@ -239,6 +239,15 @@ async fn mistakes_on_typename_refuse_the_whole_document() {
     );
 }
 
+/// Refused by the answer budget while the answer is built, not by the HTTP layer after.
+async fn refused_as_too_large(h: &Harness, query: &str) {
+    let needle = format!(
+        "the answer would be more than {} bytes",
+        shared::graphql::MAX_DATA_BYTES
+    );
+    refused(h, query, &needle).await;
+}
+
 fn aliased_titles(n: usize) -> String {
     (0..n).map(|i| format!("a{i}: title ")).collect()
 }
@@ -257,15 +266,7 @@ async fn a_query_whose_answer_outgrows_api_gateway_is_refused_while_it_is_built(
         "{{ listMovie(ignore_availability: true, limit: 100) {{ objects {{ {} }} }} }}",
         aliased_titles(99)
     );
-    refused(
-        &h,
-        &query,
-        &format!(
-            "the answer would be more than {} bytes",
-            shared::graphql::MAX_DATA_BYTES
-        ),
-    )
-    .await;
+    refused_as_too_large(&h, &query).await;
     // A page that fits is answered whole.
     let fits = format!(
         "{{ listMovie(ignore_availability: true, limit: 100) {{ objects {{ {} }} }} }}",
@@ -340,15 +341,7 @@ async fn aliases_of_typename_count_in_the_answer() {
     let query = format!(
         r#"{{ getBrand(uid: "{brand}") {{ movies(limit: 100) {{ objects {{ brands(limit: 1) {{ objects {{ movies(limit: 20) {{ objects {{ {typenames} }} }} }} }} }} }} }} }}"#
     );
-    refused(
-        &h,
-        &query,
-        &format!(
-            "the answer would be more than {} bytes",
-            shared::graphql::MAX_DATA_BYTES
-        ),
-    )
-    .await;
+    refused_as_too_large(&h, &query).await;
     // And a listing that selects nothing but `__typename` still costs one per item.
     let nested = format!(
         r#"{{ getBrand(uid: "{brand}") {{ movies(limit: 100) {{ objects {{ brands(limit: 100) {{ objects {{ movies(limit: 100) {{ objects {{ __typename }} }} }} }} }} }} }} }}"#
